@@ -1,0 +1,288 @@
+"""Finding (blurry, sharp) pairs on disk and checking them before anything runs.
+
+Supported layouts (``layout=`` names, auto-detected in this order):
+
+``csv``        a CSV file with columns ``blur,sharp`` (paths relative to the file)
+``dpdd``       ``ROOT/{train,val,test}_c/{source,target}/``  (pick the split)
+``synthetic``  ``ROOT/{blur,gt,aligned}/`` as written by ``jdrl synth``
+``sdd``        ``ROOT/{blur,gt}/``
+``realdof``    ``ROOT/{source,target}/``
+``folders``    any two folders, matched by file stem (names guessed, or given)
+
+Every problem found (a file with no partner, an unreadable file, sizes that
+differ, an image smaller than the crop) is collected, and reported together in
+one :class:`DatasetError` listing every path, so a run never dies mid-way.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jdrl.images import ImageReadError, is_image_file, read_image_raw
+
+BLUR_NAMES = ("blur", "blurry", "blurred", "input", "inputs", "source", "lq", "degraded")
+SHARP_NAMES = ("gt", "sharp", "target", "groundtruth", "ground_truth", "hq", "clean", "label")
+DPDD_SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class ImagePair:
+    name: str
+    blur: Path
+    sharp: Path
+    aligned: Path | None = None  # the true aligned sharp image (synthetic data only)
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: Path
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class DatasetError(ValueError):
+    """The data has problems; ``problems`` lists every one of them."""
+
+    def __init__(self, source: str, problems: Sequence[Problem], hint: str = ""):
+        self.problems = list(problems)
+        lines = [f"{len(self.problems)} problem(s) in {source}:"]
+        lines += [f"  {p}" for p in self.problems]
+        if hint:
+            lines.append(hint)
+        super().__init__("\n".join(lines))
+
+
+@dataclass
+class PairSet:
+    """The pairs of a dataset, where they came from, and what is wrong with them."""
+
+    root: Path
+    layout: str
+    pairs: list[ImagePair]
+    problems: list[Problem] = field(default_factory=list)
+    sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (H, W)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+
+# --------------------------------------------------------------------------- layouts
+
+
+def _images_by_stem(folder: Path, problems: list[Problem]) -> dict[str, Path]:
+    if not folder.is_dir():
+        problems.append(Problem(folder, "folder does not exist"))
+        return {}
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if not (path.is_file() and is_image_file(path)):
+            continue
+        if path.stem in found:
+            problems.append(Problem(path, f"same name as {found[path.stem].name}; which one is meant?"))
+            continue
+        found[path.stem] = path
+    if not found:
+        problems.append(Problem(folder, "no image files (.png .jpg .tif .bmp)"))
+    return found
+
+
+def match_folders(blur_dir: Path, sharp_dir: Path, aligned_dir: Path | None = None) -> tuple[list[ImagePair], list[Problem]]:
+    """Pair the images of two (or three) folders by file stem."""
+    problems: list[Problem] = []
+    blur = _images_by_stem(blur_dir, problems)
+    sharp = _images_by_stem(sharp_dir, problems)
+    aligned = _images_by_stem(aligned_dir, problems) if aligned_dir is not None else {}
+    for stem in sorted(blur.keys() - sharp.keys()):
+        problems.append(Problem(blur[stem], f"no partner in {sharp_dir}"))
+    for stem in sorted(sharp.keys() - blur.keys()):
+        problems.append(Problem(sharp[stem], f"no partner in {blur_dir}"))
+    pairs = []
+    for stem in sorted(blur.keys() & sharp.keys()):
+        if aligned_dir is not None and stem not in aligned:
+            problems.append(Problem(blur[stem], f"no aligned image in {aligned_dir}"))
+            continue
+        pairs.append(ImagePair(stem, blur[stem], sharp[stem], aligned.get(stem)))
+    return pairs, problems
+
+
+def _csv_pairs(path: Path) -> tuple[list[ImagePair], list[Problem]]:
+    problems: list[Problem] = []
+    pairs: list[ImagePair] = []
+    with open(path, newline="") as handle:
+        rows = [row for row in csv.reader(handle) if row and not row[0].startswith("#")]
+    if rows and [c.strip().lower() for c in rows[0][:2]] == ["blur", "sharp"]:
+        rows = rows[1:]
+    names: Counter[str] = Counter()
+    for line, row in enumerate(rows, start=1):
+        if len(row) < 2:
+            problems.append(Problem(path, f"row {line}: expected two columns blur,sharp"))
+            continue
+        blur, sharp = (path.parent / row[0].strip(), path.parent / row[1].strip())
+        missing = [p for p in (blur, sharp) if not p.is_file()]
+        problems += [Problem(p, f"listed in {path.name} row {line} but missing") for p in missing]
+        if not missing:
+            names[blur.stem] += 1
+            name = blur.stem if names[blur.stem] == 1 else f"{blur.stem}_{names[blur.stem]}"
+            pairs.append(ImagePair(name, blur, sharp))
+    return pairs, problems
+
+
+def _named_subfolders(root: Path) -> tuple[Path | None, Path | None]:
+    subdirs = {p.name.lower(): p for p in root.iterdir() if p.is_dir()} if root.is_dir() else {}
+    blur = next((subdirs[n] for n in BLUR_NAMES if n in subdirs), None)
+    sharp = next((subdirs[n] for n in SHARP_NAMES if n in subdirs), None)
+    return blur, sharp
+
+
+def detect_layout(root: str | os.PathLike) -> str:
+    """Name the layout of ``root`` (see the module docstring), or raise ``DatasetError``."""
+    root = Path(root)
+    if root.is_file() and root.suffix.lower() == ".csv":
+        return "csv"
+    if not root.is_dir():
+        raise DatasetError(str(root), [Problem(root, "no such folder or CSV file")])
+    if any((root / f"{split}_c" / "source").is_dir() for split in DPDD_SPLITS):
+        return "dpdd"
+    if all((root / d).is_dir() for d in ("blur", "gt", "aligned")):
+        return "synthetic"
+    if (root / "blur").is_dir() and (root / "gt").is_dir():
+        return "sdd"
+    if (root / "source").is_dir() and (root / "target").is_dir():
+        return "realdof"
+    if all(_named_subfolders(root)):
+        return "folders"
+    raise DatasetError(
+        str(root),
+        [Problem(root, "layout not recognised")],
+        hint="expected blur/+gt/ (SDD), {train,val,test}_c/{source,target}/ (DPDD), "
+        "source/+target/ (RealDOF), two folders such as input/+sharp/, or a CSV of pairs",
+    )
+
+
+def discover_pairs(
+    root: str | os.PathLike,
+    layout: str = "auto",
+    split: str = "train",
+    blur_dir: str | os.PathLike | None = None,
+    sharp_dir: str | os.PathLike | None = None,
+) -> PairSet:
+    """List the pairs of a dataset (no image is decoded here; see :func:`validate`)."""
+    root = Path(root)
+    if blur_dir is not None or sharp_dir is not None:
+        if blur_dir is None or sharp_dir is None:
+            raise ValueError("give both blur_dir and sharp_dir, or neither")
+        layout = "folders"
+    elif layout == "auto":
+        layout = detect_layout(root)
+    if layout == "csv":
+        pairs, problems = _csv_pairs(root)
+    elif layout == "dpdd":
+        if split not in DPDD_SPLITS:
+            raise ValueError(f"DPDD split must be one of {DPDD_SPLITS}, not {split!r}")
+        base = root / f"{split}_c"
+        pairs, problems = match_folders(base / "source", base / "target")
+    elif layout == "synthetic":
+        pairs, problems = match_folders(root / "blur", root / "gt", root / "aligned")
+    elif layout == "sdd":
+        pairs, problems = match_folders(root / "blur", root / "gt")
+    elif layout == "realdof":
+        pairs, problems = match_folders(root / "source", root / "target")
+    elif layout == "folders":
+        if blur_dir is None:
+            guessed_blur, guessed_sharp = _named_subfolders(root)
+            if guessed_blur is None or guessed_sharp is None:
+                raise DatasetError(str(root), [Problem(root, "cannot tell which subfolder is blurry and which sharp")])
+            blur_dir, sharp_dir = guessed_blur, guessed_sharp
+        pairs, problems = match_folders(_under(root, blur_dir), _under(root, sharp_dir))
+    else:
+        raise ValueError(f"unknown layout {layout!r}; choose auto, csv, dpdd, synthetic, sdd, realdof or folders")
+    return PairSet(root=root, layout=layout, pairs=pairs, problems=problems)
+
+
+def _under(root: Path, folder: str | os.PathLike) -> Path:
+    folder = Path(folder)
+    return folder if folder.is_absolute() or folder.exists() else root / folder
+
+
+# ------------------------------------------------------------------------ validation
+
+
+def _probe(path: Path) -> tuple[int, int] | str:
+    try:
+        raw = read_image_raw(path)
+    except ImageReadError as error:
+        return str(error).removeprefix(f"{path}: ")
+    return raw.shape[0], raw.shape[1]
+
+
+def validate(
+    pair_set: PairSet,
+    min_size: int | None = None,
+    workers: int | None = None,
+    progress: Callable[[Iterable], Iterable] | None = None,
+) -> PairSet:
+    """Decode every image once and record what is wrong, without raising.
+
+    Returns a new :class:`PairSet` whose ``pairs`` are the good ones, whose
+    ``problems`` are the discovery problems plus every bad file, and whose
+    ``sizes`` maps each good pair to its ``(H, W)``.
+    """
+    files = sorted({p for pair in pair_set.pairs for p in (pair.blur, pair.sharp, pair.aligned) if p is not None})
+    with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
+        results = pool.map(_probe, files)
+        results = list(progress(results) if progress else results)
+    probed = dict(zip(files, results))
+
+    problems = list(pair_set.problems)
+    good, sizes = [], {}
+    for pair in pair_set.pairs:
+        members = [p for p in (pair.blur, pair.sharp, pair.aligned) if p is not None]
+        unreadable = [p for p in members if isinstance(probed[p], str)]
+        problems += [Problem(p, probed[p]) for p in unreadable]
+        if unreadable:
+            continue
+        shapes = {probed[p] for p in members}
+        if len(shapes) > 1:
+            detail = ", ".join(f"{p.name} is {probed[p][1]}x{probed[p][0]}" for p in members)
+            problems.append(Problem(pair.blur, f"size mismatch within the pair ({detail})"))
+            continue
+        height, width = probed[pair.blur]
+        if min_size is not None and min(height, width) < min_size:
+            problems.append(Problem(pair.blur, f"{width}x{height} is smaller than the {min_size}px crop"))
+            continue
+        good.append(pair)
+        sizes[pair.name] = (height, width)
+    return PairSet(pair_set.root, pair_set.layout, good, problems, sizes)
+
+
+def load_pairs(
+    root: str | os.PathLike,
+    layout: str = "auto",
+    split: str = "train",
+    blur_dir: str | os.PathLike | None = None,
+    sharp_dir: str | os.PathLike | None = None,
+    min_size: int | None = None,
+    skip_bad: bool = False,
+    progress: Callable[[Iterable], Iterable] | None = None,
+    warn: Callable[[str], None] = print,
+) -> PairSet:
+    """Discover and validate; raise one :class:`DatasetError` listing every problem.
+
+    With ``skip_bad`` the bad pairs are dropped instead and ``warn`` is told how many.
+    """
+    checked = validate(discover_pairs(root, layout, split, blur_dir, sharp_dir), min_size, progress=progress)
+    if checked.problems and not skip_bad:
+        raise DatasetError(str(root), checked.problems, hint="fix these files, or pass --skip-bad to leave them out")
+    if checked.problems:
+        warn(f"warning: skipping {len(checked.problems)} problem file(s) in {root}; {len(checked.pairs)} pairs left")
+    if not checked.pairs:
+        raise DatasetError(str(root), checked.problems or [Problem(Path(root), "no usable pairs")])
+    return checked

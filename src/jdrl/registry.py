@@ -1,0 +1,68 @@
+"""Name -> factory registries (the timm pattern, populated lazily).
+
+A :class:`Registry` knows which modules define its entries and imports them on
+first lookup, so ``import jdrl`` stays cheap and has no side effects. Entries
+register themselves with the :meth:`Registry.register` decorator; users can add
+their own the same way.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+from typing import Generic, TypeVar
+
+T = TypeVar("T", bound=Callable)
+
+
+class UnknownNameError(KeyError):
+    """A registry lookup failed; the message lists the valid names."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+class Registry(Generic[T]):
+    """A named collection of factories of one kind (networks, flow estimators, ...)."""
+
+    def __init__(self, kind: str, modules: Iterable[str] = ()):
+        self.kind = kind
+        self._modules = tuple(modules)
+        self._entries: dict[str, T] = {}
+        self._loaded = False
+
+    def register(self, name: str | None = None) -> Callable[[T], T]:
+        def decorator(factory: T) -> T:
+            key = name or factory.__name__
+            if key in self._entries and self._entries[key] is not factory:
+                raise ValueError(f"{self.kind} {key!r} is registered twice")
+            self._entries[key] = factory
+            return factory
+
+        return decorator
+
+    def _load(self) -> None:
+        if not self._loaded:
+            self._loaded = True
+            for module in self._modules:
+                importlib.import_module(module)
+
+    def get(self, name: str) -> T:
+        self._load()
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise UnknownNameError(
+                f"unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())}"
+            ) from None
+
+    def names(self) -> list[str]:
+        self._load()
+        return sorted(self._entries)
+
+    def __contains__(self, name: str) -> bool:
+        self._load()
+        return name in self._entries
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}, {self.names()})"
