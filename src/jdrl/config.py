@@ -20,11 +20,9 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 
 import yaml
 
+from jdrl.errors import ConfigError
+
 C = TypeVar("C")
-
-
-class ConfigError(ValueError):
-    """A config value or key is invalid; the message names the dotted key."""
 
 
 # ---------------------------------------------------------------------- dict <-> dataclass

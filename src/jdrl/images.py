@@ -14,11 +14,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from jdrl.errors import ImageReadError
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-
-
-class ImageReadError(OSError):
-    """An image file could not be decoded; the message names the path."""
 
 
 def is_image_file(path: str | os.PathLike) -> bool:

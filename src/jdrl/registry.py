@@ -12,14 +12,9 @@ import importlib
 from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
+from jdrl.errors import UnknownNameError
+
 T = TypeVar("T", bound=Callable)
-
-
-class UnknownNameError(KeyError):
-    """A registry lookup failed; the message lists the valid names."""
-
-    def __str__(self) -> str:  # KeyError would repr() the message
-        return str(self.args[0])
 
 
 class Registry(Generic[T]):

@@ -24,7 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jdrl.images import ImageReadError, is_image_file, read_image_raw
+from jdrl.errors import DatasetError, ImageReadError
+from jdrl.images import is_image_file, read_image_raw
 
 BLUR_NAMES = ("blur", "blurry", "blurred", "input", "inputs", "source", "lq", "degraded")
 SHARP_NAMES = ("gt", "sharp", "target", "groundtruth", "ground_truth", "hq", "clean", "label")
@@ -46,18 +47,6 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"
-
-
-class DatasetError(ValueError):
-    """The data has problems; ``problems`` lists every one of them."""
-
-    def __init__(self, source: str, problems: Sequence[Problem], hint: str = ""):
-        self.problems = list(problems)
-        lines = [f"{len(self.problems)} problem(s) in {source}:"]
-        lines += [f"  {p}" for p in self.problems]
-        if hint:
-            lines.append(hint)
-        super().__init__("\n".join(lines))
 
 
 @dataclass
