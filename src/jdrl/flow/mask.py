@@ -1,0 +1,94 @@
+"""Calibration masks: which pixels' flow to trust (SPEC 2.2, 3, 4).
+
+Three rules, chosen by ``mode``:
+
+``reference``   the released code: the flow's Middlebury colour picture turned to
+                8-bit grey; keep ``(1-lam) mean <= grey <= (1+lam) mean`` (per sample).
+``paper``       Eq. 4 on the flow magnitude: keep ``|m - mean(m)| < lam mean(m)``.
+``parametric``  fit a global similarity (or affine) motion to the flow by least
+                squares, refit without outliers, keep pixels whose residual is at
+                most ``lam`` x the mean fitted motion + ``tolerance`` px. Zoom
+                misalignment makes the magnitude vary across the image by design;
+                this rule does not punish that.
+``none``        keep everything (the "w/o calibration mask" ablation).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from jdrl.flow.viz import flow_to_color, rgb_to_gray_u8
+from jdrl.flow.warp import pixel_grid
+
+MASK_MODES = ("reference", "paper", "parametric", "none")
+
+
+def mask_reference(flow: torch.Tensor, lam: float = 0.35) -> torch.Tensor:
+    grey = rgb_to_gray_u8(flow_to_color(flow)).double()
+    mean = grey.mean(dim=(1, 2, 3), keepdim=True)
+    keep = (grey >= (1 - lam) * mean) & (grey <= (1 + lam) * mean)
+    return keep.to(flow.dtype)
+
+
+def mask_paper(flow: torch.Tensor, lam: float = 0.35) -> torch.Tensor:
+    magnitude = flow.norm(dim=1, keepdim=True)
+    mean = magnitude.mean(dim=(1, 2, 3), keepdim=True)
+    keep = (magnitude - mean).abs() < lam * mean
+    keep |= mean <= 1e-6  # no motion at all: nothing is abnormal
+    return keep.to(flow.dtype)
+
+
+def fit_global_motion(flow: torch.Tensor, weights: torch.Tensor | None = None, model: str = "similarity") -> torch.Tensor:
+    """Weighted least-squares fit of a global ``similarity`` (4 dof) or ``affine`` (6 dof) flow."""
+    batch, _, height, width = flow.shape
+    grid = pixel_grid(height, width, flow.device, torch.float64)
+    x = (grid[:, 0] - (width - 1) / 2).flatten(1).expand(batch, -1)  # centred for conditioning
+    y = (grid[:, 1] - (height - 1) / 2).flatten(1).expand(batch, -1)
+    u, v = flow[:, 0].flatten(1).double(), flow[:, 1].flatten(1).double()
+    w = torch.ones_like(u) if weights is None else weights.flatten(1).double()
+    one, zero = torch.ones_like(x), torch.zeros_like(x)
+    if model == "similarity":  # u = tx + s x - r y ;  v = ty + r x + s y
+        rows_u = torch.stack([one, zero, x, -y], dim=-1)
+        rows_v = torch.stack([zero, one, y, x], dim=-1)
+    elif model == "affine":  # u = a0 + a1 x + a2 y ; v = b0 + b1 x + b2 y
+        rows_u = torch.stack([one, x, y, zero, zero, zero], dim=-1)
+        rows_v = torch.stack([zero, zero, zero, one, x, y], dim=-1)
+    else:
+        raise ValueError(f"global motion model must be 'similarity' or 'affine', not {model!r}")
+    design = torch.cat([rows_u, rows_v], dim=1)  # (B, 2N, P)
+    target = torch.cat([u, v], dim=1).unsqueeze(-1)
+    sqrt_w = torch.cat([w, w], dim=1).sqrt().unsqueeze(-1)
+    normal = (design * sqrt_w).transpose(1, 2) @ (design * sqrt_w)
+    rhs = (design * sqrt_w).transpose(1, 2) @ (target * sqrt_w)
+    eye = torch.eye(normal.shape[-1], dtype=normal.dtype, device=normal.device)
+    params = torch.linalg.solve(normal + 1e-9 * eye, rhs)
+    fitted = (design @ params).squeeze(-1)
+    n = height * width
+    return torch.stack([fitted[:, :n], fitted[:, n:]], dim=1).view(batch, 2, height, width).to(flow.dtype)
+
+
+def mask_parametric(
+    flow: torch.Tensor, lam: float = 0.35, tolerance: float = 1.0, model: str = "similarity", iterations: int = 2
+) -> torch.Tensor:
+    weights = None
+    for _ in range(iterations):
+        fitted = fit_global_motion(flow, weights, model)
+        residual = (flow - fitted).norm(dim=1, keepdim=True)
+        limit = lam * fitted.norm(dim=1, keepdim=True).mean(dim=(1, 2, 3), keepdim=True) + tolerance
+        keep = residual <= limit
+        weights = keep.to(flow.dtype)
+    return keep.to(flow.dtype)
+
+
+def calibration_mask(flow: torch.Tensor, mode: str = "reference", lam: float = 0.35, **options) -> torch.Tensor:
+    """``(B, 2, H, W)`` flow -> ``(B, 1, H, W)`` mask in {0, 1} (no gradient)."""
+    with torch.no_grad():
+        if mode == "reference":
+            return mask_reference(flow, lam)
+        if mode == "paper":
+            return mask_paper(flow, lam)
+        if mode == "parametric":
+            return mask_parametric(flow, lam, **options)
+        if mode == "none":
+            return torch.ones_like(flow[:, :1])
+    raise ValueError(f"calibration mask mode must be one of {', '.join(MASK_MODES)}, not {mode!r}")
