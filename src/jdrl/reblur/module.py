@@ -1,0 +1,122 @@
+"""The reblurring network R (SPEC 2.3): KPN + WPN branches and the kernel variants of the ablations.
+
+Parameter names follow the released ``Reblur_Model`` (``kpn.*`` for the kernel
+branch, ``kernel_map_gene.*`` for the weight branch) so the authors' weights
+load with a plain strict ``load_state_dict``.
+
+Variants (``kernel=``):
+
+``isotropic``  the paper: 7 isotropic kernels 3x3 ... 15x15 + identity, blended by WPN
+``free``       ablation #5: 7 free (non-isotropic) softmax kernels, blended by WPN
+``single``     ablation #6: one 15x15 isotropic kernel, no WPN
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from jdrl.reblur.kernels import (
+    IMPLEMENTATIONS,
+    SEED_LENGTHS,
+    SUPPORTS,
+    apply_kernels,
+    direct_reblur,
+    free_kernels,
+    ring_reblur,
+    split_seeds,
+)
+from jdrl.weights import load_strict, strip_prefix
+
+KERNEL_VARIANTS = ("isotropic", "free", "single")
+KERNEL_SIZES = tuple(2 * n - 1 for n in SEED_LENGTHS)  # 3, 5, ..., 15
+
+
+class ResidualBlock(nn.Module):
+    """conv3x3 - ReLU - conv3x3 + skip, no normalisation."""
+
+    def __init__(self, features: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(features, features, 3, padding=1)
+        self.conv2 = nn.Conv2d(features, features, 3, padding=1)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(self.relu(self.conv1(x)))
+
+
+class Branch(nn.Module):
+    """conv3x3(6 -> F) -> 3 residual blocks -> conv3x3(F -> out): the shape of both KPN and WPN."""
+
+    def __init__(self, out_channels: int, features: int = 64, in_channels: int = 6):
+        super().__init__()
+        self.conv_first = nn.Conv2d(in_channels, features, 3, padding=1)
+        self.block1 = ResidualBlock(features)
+        self.block2 = ResidualBlock(features)
+        self.block3 = ResidualBlock(features)
+        self.out = nn.Conv2d(features, out_channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.block3(self.block2(self.block1(self.conv_first(x)))))
+
+
+class ReblurModule(nn.Module):
+    """``R(restored, blurry)``: reblur the network's output so it can be compared with the input.
+
+    Args:
+        kernel: ``isotropic`` (paper), ``free`` (ablation #5) or ``single`` (ablation #6).
+        support: ``square`` (released: corners keep logit 0) or ``disk`` (corners excluded).
+        impl: ``ring`` (fast, default) or ``direct`` (explicit kernels, the oracle).
+        features: width of both branches (64 in the paper).
+    """
+
+    def __init__(self, kernel: str = "isotropic", support: str = "square", impl: str = "ring", features: int = 64):
+        super().__init__()
+        for value, allowed, what in ((kernel, KERNEL_VARIANTS, "kernel"), (support, SUPPORTS, "support"), (impl, IMPLEMENTATIONS, "impl")):
+            if value not in allowed:
+                raise ValueError(f"reblur {what} must be one of {allowed}, not {value!r}")
+        self.kernel, self.support, self.impl = kernel, support, impl
+        kpn_channels = {"isotropic": sum(SEED_LENGTHS), "free": sum(k * k for k in KERNEL_SIZES), "single": SEED_LENGTHS[-1]}
+        self.kpn = Branch(kpn_channels[kernel], features)
+        if kernel != "single":
+            self.kernel_map_gene = Branch(len(SEED_LENGTHS) + 1, features)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Xavier-normal weights and zero biases for every conv, as released."""
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.xavier_normal_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def forward(self, restored: torch.Tensor, blurry: torch.Tensor) -> torch.Tensor:
+        features = torch.cat([restored, blurry], dim=1)
+        kpn = self.kpn(features)
+        if self.kernel == "single":
+            weights = torch.zeros_like(kpn[:, :2])
+            weights[:, 1] = 1.0
+            return self._isotropic(restored, [kpn], weights)
+        weights = torch.softmax(self.kernel_map_gene(features), dim=1)
+        if self.kernel == "isotropic":
+            return self._isotropic(restored, split_seeds(kpn), weights)
+        return self._free(restored, kpn, weights)
+
+    def _isotropic(self, image: torch.Tensor, seeds: list[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
+        reblur = ring_reblur if self.impl == "ring" else direct_reblur
+        return reblur(image, seeds, weights, self.support)
+
+    def _free(self, image: torch.Tensor, logits: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        output = weights[:, :1] * image
+        parts = torch.split(logits, [k * k for k in KERNEL_SIZES], dim=1)
+        for index, part in enumerate(parts):
+            output = output + weights[:, index + 1 : index + 2] * apply_kernels(image, free_kernels(part))
+        return output
+
+    def load_released(self, state_dict: Mapping[str, torch.Tensor]) -> ReblurModule:
+        """Load the authors' ``Reblur_state_dict`` (with or without DataParallel's ``module.`` prefix)."""
+        if self.kernel != "isotropic":
+            raise ValueError("released reblurring weights exist for the isotropic kernel variant only")
+        load_strict(self, strip_prefix(state_dict), "released Reblur_state_dict")
+        return self
