@@ -1,0 +1,60 @@
+"""Deblurring networks behind one interface.
+
+``build_net(name, **opts)`` returns an ``nn.Module`` whose ``forward(x)`` maps an RGB
+batch ``(B, 3, H, W)`` in [0, 1] to the restored RGB batch of the same shape. Each
+network has an int attribute ``size_multiple``: H and W must be multiples of it
+(callers pad, e.g. by reflection, and crop the output back).
+
+Networks (``net_names()``): ``unet`` (the paper's baseline, released ``VGG_Deblur``)
+and ``mprnet`` (three-stage MPRNet, deblurring configuration). The authors' released
+checkpoints load with :func:`load_released`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from jdrl.nets.released import load_released, released_reblur_state
+from jdrl.registry import Registry
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+__all__ = [
+    "NETS",
+    "build_net",
+    "check_input_size",
+    "count_parameters",
+    "load_released",
+    "net_names",
+    "released_reblur_state",
+]
+
+NETS = Registry("network", modules=["jdrl.nets.unet", "jdrl.nets.mprnet"])
+
+
+def build_net(name: str, **opts) -> nn.Module:
+    """A freshly initialised network by registry name; ``opts`` go to its constructor."""
+    return NETS.get(name)(**opts)
+
+
+def net_names() -> list[str]:
+    return NETS.names()
+
+
+def count_parameters(net: nn.Module) -> int:
+    """Number of distinct trainable values (a parameter shared by several layers counts once)."""
+    return sum(p.numel() for p in net.parameters())
+
+
+def check_input_size(x: torch.Tensor, multiple: int, net_name: str) -> None:
+    """Fail with a readable message (instead of a shape error deep inside) on a badly sized input."""
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"{net_name} expects an RGB batch (B, 3, H, W), got shape {tuple(x.shape)}")
+    height, width = x.shape[-2:]
+    if height % multiple or width % multiple:
+        raise ValueError(
+            f"{net_name} needs H and W to be multiples of {multiple}, got {height}x{width}; "
+            "pad the input (e.g. reflect) and crop the output back"
+        )
