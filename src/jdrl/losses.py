@@ -1,0 +1,152 @@
+"""The JDRL objective (SPEC 2.1-2.4) as a drop-in ``nn.Module``.
+
+    L = L_d(restored, sharp) + alpha * C(R(restored, blurry), blurry)
+
+``L_d`` tolerates misalignment: the ground truth is moved onto the output by a
+frozen optical flow, a calibration mask drops pixels whose flow looks wrong,
+and the same is done in the other direction (cycle deformation). ``R`` reblurs
+the output with isotropic kernels, which cannot move content, so matching the
+blurry input forces the output to stay where the input is.
+
+Use it with any network::
+
+    loss_fn = JDRLLoss(JDRLConfig())
+    optimizer = torch.optim.Adam([*net.parameters(), *loss_fn.parameters()], lr=2e-5)
+    restored = net(blurry)
+    loss, parts = loss_fn(restored, blurry, sharp, stage="full")   # "warmup" first
+
+Every ablation of the paper (SPEC 2.6) is a switch of :class:`JDRLConfig`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+
+from jdrl.flow import build_flow
+from jdrl.flow.mask import calibration_mask
+from jdrl.flow.warp import warp
+from jdrl.reblur import ReblurModule
+
+STAGES = ("warmup", "full")
+
+
+def charbonnier(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """``mean(sqrt((x - y)^2 + eps^2))``: a smooth L1 (Charbonnier et al. 1994)."""
+    diff = x - y
+    return torch.sqrt(diff * diff + eps * eps).mean()
+
+
+@dataclass
+class JDRLConfig:
+    """Everything that defines the objective. Defaults are the paper's."""
+
+    objective: Literal["jdrl", "pixel"] = "jdrl"  # pixel: plain Charbonnier to the raw GT (ablation #1)
+    alpha: float = 0.5  # weight of the reblurring loss
+    eps: float = 1e-3  # Charbonnier epsilon
+    flow: str = "dis"  # flow estimator (jdrl.flow registry); the paper used pwcnet
+    flow_weights: str | None = None
+    flow_options: dict = field(default_factory=dict)
+    deform: Literal["cycle", "forward", "none"] = "cycle"  # none = ablation #2 (no flow deformation)
+    mask: Literal["reference", "paper", "parametric", "none"] = "reference"  # none = ablation #3
+    lam: float = 0.35  # calibration mask tolerance
+    mask_options: dict = field(default_factory=dict)
+    reblur: Literal["isotropic", "free", "single", "none"] = "isotropic"  # none/free/single = ablations #4/#5/#6
+    reblur_support: Literal["square", "disk"] = "square"
+    reblur_impl: Literal["ring", "direct"] = "ring"
+    reblur_features: int = 64
+    warp_padding: Literal["border", "zeros", "reflection"] = "border"
+
+
+class JDRLLoss(nn.Module):
+    """``loss, parts = JDRLLoss(config)(restored, blurry, sharp, stage)``.
+
+    ``stage="warmup"`` is the released code's first 15 epochs: the target is the
+    ground truth warped onto the *blurry input* (the output is too poor for flow
+    yet), plain Charbonnier, no mask, no cycle, no reblurring. ``stage="full"``
+    is the whole objective. ``parts`` holds detached scalars for logging.
+
+    ``self.reblur`` is the reblurring ``nn.Module`` (``None`` without one); its
+    parameters are this module's parameters, so ``loss_fn.parameters()`` is what
+    the optimizer needs besides the network's.
+    """
+
+    def __init__(self, config: JDRLConfig | None = None, flow=None):
+        super().__init__()
+        self.config = config = config or JDRLConfig()
+        needs_flow = config.objective == "jdrl" and config.deform != "none"
+        # kept outside the module tree: frozen, never in state_dict or parameters()
+        self._flow = (flow or build_flow(config.flow, config.flow_weights, **config.flow_options)) if needs_flow else None
+        uses_reblur = config.objective == "jdrl" and config.reblur != "none"
+        self.reblur = (
+            ReblurModule(config.reblur, config.reblur_support, config.reblur_impl, config.reblur_features)
+            if uses_reblur
+            else None
+        )
+
+    @property
+    def flow(self):
+        return self._flow
+
+    def _char(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return charbonnier(x, y, self.config.eps)
+
+    def _mask(self, flow: torch.Tensor) -> torch.Tensor:
+        return calibration_mask(flow, self.config.mask, self.config.lam, **self.config.mask_options)
+
+    def forward(
+        self, restored: torch.Tensor, blurry: torch.Tensor, sharp: torch.Tensor, stage: str = "full"
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, not {stage!r}")
+        with torch.autocast(device_type=restored.device.type, enabled=False):
+            restored, blurry, sharp = restored.float(), blurry.float(), sharp.float()
+            if self.config.objective == "pixel":
+                total = self._char(restored, sharp)
+                return total, {"total": total.detach(), "deblur": total.detach()}
+            if stage == "warmup":
+                return self._warmup(restored, blurry, sharp)
+            return self._full(restored, blurry, sharp)
+
+    def _warmup(self, restored, blurry, sharp):
+        target = sharp if self._flow is None else warp(sharp, self._flow(blurry, sharp), self.config.warp_padding)
+        total = self._char(restored, target)
+        return total, {"total": total.detach(), "deblur": total.detach()}
+
+    def _full(self, restored, blurry, sharp):
+        parts: dict[str, torch.Tensor] = {}
+        deblur = self._deblur_term(restored, sharp, parts)
+        total = deblur
+        parts["deblur"] = deblur.detach()
+        if self.reblur is not None and self.config.alpha:
+            reblurred = self.reblur(restored, blurry)
+            reblur = self._char(reblurred, blurry)
+            total = total + self.config.alpha * reblur
+            parts["reblur"] = reblur.detach()
+        parts["total"] = total.detach()
+        return total, parts
+
+    def _deblur_term(self, restored, sharp, parts):
+        if self._flow is None:  # ablation #2: no deformation
+            return self._char(restored, sharp)
+        output = restored.detach()
+        flow_fwd = self._flow(output, sharp)  # sharp moved onto the output
+        sharp_w = warp(sharp, flow_fwd, self.config.warp_padding)
+        mask_fwd = self._mask(flow_fwd)
+        term = self._char(mask_fwd * restored, mask_fwd * sharp_w)
+        parts["deblur_fwd"], parts["mask_fwd"] = term.detach(), mask_fwd.mean()
+        if self.config.deform == "cycle":
+            flow_bwd = self._flow(sharp, output)  # the output moved onto sharp (differentiable in the output)
+            restored_w = warp(restored, flow_bwd, self.config.warp_padding)
+            mask_bwd = self._mask(flow_bwd)
+            backward = self._char(mask_bwd * sharp, mask_bwd * restored_w)
+            parts["deblur_bwd"], parts["mask_bwd"] = backward.detach(), mask_bwd.mean()
+            term = term + backward
+        return term
+
+    def reblurred(self, restored: torch.Tensor, blurry: torch.Tensor) -> torch.Tensor | None:
+        """The reblurred output (for pictures), or ``None`` without a reblurring module."""
+        return None if self.reblur is None else self.reblur(restored, blurry)
