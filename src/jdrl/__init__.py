@@ -30,7 +30,7 @@ _EXPORTS = {
     # networks, training, evaluation, inference
     "build_net": "jdrl.nets",
     "load_released": "jdrl.nets",
-    "load_checkpoint": "jdrl.training.checkpoint",
+    "load_network": "jdrl.checkpoint",
     "train": "jdrl.training",
     "TrainConfig": "jdrl.training.config",
     "evaluate": "jdrl.evaluation",

@@ -71,12 +71,18 @@ def load_released(path_or_state: str | os.PathLike | Mapping, net: str | None = 
     from jdrl.nets import build_net
     from jdrl.weights import load_strict
 
+    name, options, state, source = read_released(path_or_state, net, **opts)
+    network = build_net(name, **options)
+    load_strict(network, state, source)
+    return network.eval()
+
+
+def read_released(path_or_state: str | os.PathLike | Mapping, net: str | None = None, **opts) -> tuple[str, dict, dict, str]:
+    """``(network name, build options, state dict, source name)`` of a released checkpoint, without building it."""
     checkpoint, source = _read(path_or_state)
     state = _network_state(checkpoint, source)
     name = net or _detect(state, source)
-    network = build_net(name, **{**_RELEASED_OPTIONS.get(name, {}), **opts})
-    load_strict(network, state, source)
-    return network.eval()
+    return name, {**_RELEASED_OPTIONS.get(name, {}), **opts}, state, source
 
 
 def released_reblur_state(path_or_state: str | os.PathLike | Mapping) -> dict | None:
