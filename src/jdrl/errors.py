@@ -40,11 +40,20 @@ class DatasetError(ValueError):
         super().__init__("\n".join(lines))
 
 
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. too many non-finite losses in a row); the message says why and what was saved."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C / SIGTERM during training: the state was saved; the message says where."""
+
+
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ConfigError,
     DatasetError,
     ImageReadError,
     UnknownNameError,
     WeightsError,
+    TrainingError,
     FileNotFoundError,
 )

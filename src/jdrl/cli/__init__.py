@@ -68,8 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as error:
         print(f"jdrl {args.command}: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"jdrl {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        print(f"jdrl {args.command}: {interrupt or 'interrupted'}", file=sys.stderr)
         return 130
 
 
