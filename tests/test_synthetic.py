@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from jdrl.cli import main
+from jdrl.data.datasets import SyntheticPairs
 from jdrl.data.pairs import load_pairs
 from jdrl.data.synthetic import (
     SynthParams,
-    SyntheticPairs,
     apply_recorded_misalignment,
     disk_kernel,
     make_pair,

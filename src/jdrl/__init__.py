@@ -17,7 +17,7 @@ _EXPORTS = {
     "write_image": "jdrl.images",
     "load_pairs": "jdrl.data.pairs",
     "PairedImageDataset": "jdrl.data.datasets",
-    "SyntheticPairs": "jdrl.data.synthetic",
+    "SyntheticPairs": "jdrl.data.datasets",
     "SynthParams": "jdrl.data.synthetic",
     # objective
     "build_flow": "jdrl.flow",

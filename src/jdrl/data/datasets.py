@@ -14,42 +14,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from jdrl.data.augment import crop_and_augment, dihedral, random_crop_box, sample_generator  # noqa: F401 (re-exported)
 from jdrl.data.pairs import ImagePair
+from jdrl.data.synthetic import SynthParams, SyntheticPair, default_sources, make_pair
 from jdrl.images import image_to_tensor, read_image
 
 IMAGE_KEYS = ("blur", "sharp", "aligned")
-
-
-def sample_generator(seed: int, epoch: int, index: int) -> np.random.Generator:
-    return np.random.default_rng([seed, epoch, index])
-
-
-def random_crop_box(rng: np.random.Generator, height: int, width: int, size: int) -> tuple[int, int]:
-    """Top-left corner of a uniformly random ``size``-square inside ``height x width``."""
-    if size > height or size > width:
-        raise ValueError(f"crop {size} does not fit in a {width}x{height} image")
-    return int(rng.integers(0, height - size + 1)), int(rng.integers(0, width - size + 1))
-
-
-def dihedral(image: np.ndarray, k: int) -> np.ndarray:
-    """One of the 8 flips/rotations of the square's symmetry group (k in 0..7)."""
-    if k >= 4:
-        image = image[:, ::-1]
-    return np.ascontiguousarray(np.rot90(image, k % 4))
-
-
-def crop_and_augment(
-    images: dict[str, np.ndarray], rng: np.random.Generator, crop: int | None, augment: bool
-) -> dict[str, np.ndarray]:
-    """Apply the same random crop and dihedral transform to every image of a sample."""
-    first = next(iter(images.values()))
-    if crop is not None:
-        top, left = random_crop_box(rng, first.shape[0], first.shape[1], crop)
-        images = {k: v[top : top + crop, left : left + crop] for k, v in images.items()}
-    if augment:
-        k = int(rng.integers(0, 8))
-        images = {key: dihedral(v, k) for key, v in images.items()}
-    return images
 
 
 class EpochSeeded(Dataset):
@@ -111,6 +81,54 @@ class InMemoryPairs(EpochSeeded):
         images = crop_and_augment(images, self.generator(index), self.crop, self.augment)
         sample: dict = {k: image_to_tensor(v) for k, v in images.items()}
         sample["name"] = record.get("name", f"{index:05d}")
+        return sample
+
+
+class SyntheticPairs(EpochSeeded):
+    """In-memory synthetic pairs, generated on first access and cached.
+
+    Items are dicts of ``(3, H, W)`` tensors ``blur``, ``sharp``, ``aligned``
+    plus ``name``; ``crop``/``augment`` then act as on disk data; :meth:`pair`
+    gives the arrays and the metadata.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        params: SynthParams = SynthParams(),
+        seed: int = 0,
+        sources: Sequence[tuple[str, np.ndarray]] | None = None,
+        first_index: int = 0,
+        crop: int | None = None,
+        augment: bool = False,
+    ):
+        self.n = n
+        self.params = params
+        self.seed = seed
+        self.sources = list(sources) if sources is not None else default_sources()
+        self.first_index = first_index
+        self.crop = crop
+        self.augment = augment
+        self._cache: dict[int, SyntheticPair] = {}
+
+    def __len__(self) -> int:
+        return self.n
+
+    def pair(self, index: int) -> SyntheticPair:
+        if not 0 <= index < self.n:
+            raise IndexError(index)
+        if index not in self._cache:
+            global_index = self.first_index + index
+            name, source = self.sources[global_index % len(self.sources)]
+            self._cache[index] = make_pair(source, self.params, self.seed, global_index, name)
+        return self._cache[index]
+
+    def __getitem__(self, index: int) -> dict:
+        pair = self.pair(index)
+        images = {"blur": pair.blur, "sharp": pair.sharp, "aligned": pair.aligned}
+        images = crop_and_augment(images, self.generator(index), self.crop, self.augment)
+        sample: dict = {k: image_to_tensor(v) for k, v in images.items()}
+        sample["name"] = f"{self.first_index + index:05d}"
         return sample
 
 

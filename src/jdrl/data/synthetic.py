@@ -28,8 +28,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from jdrl.data.datasets import EpochSeeded, crop_and_augment, dihedral
-from jdrl.images import image_to_tensor, is_image_file, read_image, write_image
+from jdrl.data.augment import dihedral
+from jdrl.images import is_image_file, read_image, write_image
 
 #: colour photographs shipped inside scikit-image (no download needed)
 DEFAULT_SOURCE_NAMES = (
@@ -254,54 +254,7 @@ def apply_recorded_misalignment(aligned: np.ndarray, meta: dict) -> np.ndarray:
     return similarity_warp(aligned, meta["zoom"], tuple(meta["offset"]), meta["size"])
 
 
-# --------------------------------------------------------------------------- datasets
-
-
-class SyntheticPairs(EpochSeeded):
-    """In-memory synthetic pairs, generated on first access and cached.
-
-    Items are dicts of ``(3, H, W)`` tensors ``blur``, ``sharp``, ``aligned``,
-    plus ``name`` and ``meta``; ``crop``/``augment`` then act as on disk data.
-    """
-
-    def __init__(
-        self,
-        n: int,
-        params: SynthParams = SynthParams(),
-        seed: int = 0,
-        sources: Sequence[tuple[str, np.ndarray]] | None = None,
-        first_index: int = 0,
-        crop: int | None = None,
-        augment: bool = False,
-    ):
-        self.n = n
-        self.params = params
-        self.seed = seed
-        self.sources = list(sources) if sources is not None else default_sources()
-        self.first_index = first_index
-        self.crop = crop
-        self.augment = augment
-        self._cache: dict[int, SyntheticPair] = {}
-
-    def __len__(self) -> int:
-        return self.n
-
-    def pair(self, index: int) -> SyntheticPair:
-        if not 0 <= index < self.n:
-            raise IndexError(index)
-        if index not in self._cache:
-            global_index = self.first_index + index
-            name, source = self.sources[global_index % len(self.sources)]
-            self._cache[index] = make_pair(source, self.params, self.seed, global_index, name)
-        return self._cache[index]
-
-    def __getitem__(self, index: int) -> dict:
-        pair = self.pair(index)
-        images = {"blur": pair.blur, "sharp": pair.sharp, "aligned": pair.aligned}
-        images = crop_and_augment(images, self.generator(index), self.crop, self.augment)
-        sample: dict = {k: image_to_tensor(v) for k, v in images.items()}
-        sample["name"] = f"{self.first_index + index:05d}"
-        return sample
+# ------------------------------------------------------------------------------ files
 
 
 def write_synthetic(
@@ -314,19 +267,19 @@ def write_synthetic(
 ) -> Path:
     """Write ``OUT/{blur,gt,aligned}/NNNNN.png`` and ``OUT/meta.jsonl`` (one line per pair)."""
     out = Path(out_dir)
-    dataset = SyntheticPairs(n, params, seed, sources)
+    sources = list(sources) if sources is not None else default_sources()
     for sub in ("blur", "gt", "aligned"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     with open(out / "meta.jsonl", "w") as meta_file:
         for index in progress(range(n)):
-            pair = dataset.pair(index)
-            name = f"{index:05d}.png"
-            write_image(out / "blur" / name, pair.blur)
-            write_image(out / "gt" / name, pair.sharp)
-            write_image(out / "aligned" / name, pair.aligned)
-            record = {"file": name, **pair.meta, "params": asdict(params)}
+            name, source = sources[index % len(sources)]
+            pair = make_pair(source, params, seed, index, name)
+            file = f"{index:05d}.png"
+            write_image(out / "blur" / file, pair.blur)
+            write_image(out / "gt" / file, pair.sharp)
+            write_image(out / "aligned" / file, pair.aligned)
+            record = {"file": file, **pair.meta, "params": asdict(params)}
             meta_file.write(json.dumps(record) + "\n")
-            dataset._cache.pop(index, None)
     return out
 
 
@@ -344,7 +297,6 @@ def read_meta(folder: str | os.PathLike) -> dict[str, dict]:
 __all__ = [
     "SynthParams",
     "SyntheticPair",
-    "SyntheticPairs",
     "make_pair",
     "write_synthetic",
     "read_meta",
