@@ -13,7 +13,8 @@ import jdrl
 from jdrl.checkpoint import atomic_save, find_latest, read_checkpoint
 from jdrl.cli import main
 from jdrl.config import preset_names
-from jdrl.data.synthetic import SynthParams, SyntheticPairs
+from jdrl.data.synthetic import SynthParams
+from jdrl.data.datasets import SyntheticPairs
 from jdrl.errors import TrainingError, TrainingInterrupted
 from jdrl.images import write_image
 from jdrl.training import load_train_config, train

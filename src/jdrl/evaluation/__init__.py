@@ -1,1 +1,35 @@
-"""Evaluation with the paper's protocol: metrics, dataset scoring, reports."""
+"""Evaluation with the paper's protocol: metrics, dataset scoring, reports.
+
+``evaluate`` (the protocol, :mod:`jdrl.evaluation.protocol`) and ``EvalResult``
+are imported here; reports (:mod:`jdrl.evaluation.report`) and training curves
+(:mod:`jdrl.evaluation.plot`, matplotlib imported only when drawing) are
+imported lazily by name.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from jdrl.evaluation.protocol import EvalResult, evaluate
+
+_LAZY = {
+    "write_results": "jdrl.evaluation.report",
+    "write_report": "jdrl.evaluation.report",
+    "markdown_table": "jdrl.evaluation.report",
+    "read_metrics_csv": "jdrl.evaluation.report",
+    "StripWriter": "jdrl.evaluation.report",
+    "plot_run": "jdrl.evaluation.plot",
+}
+
+__all__ = ["EvalResult", "evaluate", *_LAZY]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jdrl.evaluation' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -31,7 +31,8 @@ class AlignedTargets(EpochSeeded):
 
 
 def _synthetic(config: DataConfig, synthetic: SyntheticData) -> tuple[Dataset, Dataset | None]:
-    from jdrl.data.synthetic import SynthParams, SyntheticPairs, default_sources, folder_sources
+    from jdrl.data.synthetic import SynthParams, default_sources, folder_sources
+    from jdrl.data.datasets import SyntheticPairs
 
     params = SynthParams(
         size=synthetic.size,

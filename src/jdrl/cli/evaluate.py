@@ -1,0 +1,182 @@
+"""``jdrl eval``: score a checkpoint (and/or the blurry input) with the paper's protocol (SPEC 2.6).
+
+Writes ``OUT/metrics.csv`` (per image), ``OUT/summary.json`` (means, options,
+versions) and ``OUT/summary.md`` (the table, also printed); with ``--report``
+an HTML page with per-image strips. ``DATA`` may be the word ``synthetic``: an
+in-memory synthetic set with the true aligned images, so everything runs offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+HELP = "score a checkpoint or the blurry input: metrics vs GT, deformed GT (and truth on synthetic data)"
+
+SYNTHETIC = "synthetic"
+# = jdrl.evaluation.protocol.BORDER_MODES (spelled out so that `jdrl --help` needs no torch; a test checks)
+BORDER_CHOICES = ("reflect", "released", "released-unet", "released-mprnet")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from jdrl.cli.data import add_source_arguments
+
+    add_source_arguments(parser)
+    parser.set_defaults(split="test")
+    for action in parser._actions:  # the shared 'path' argument also takes the word 'synthetic' here
+        if action.dest == "path":
+            action.metavar = "DATA"
+            action.help = "dataset folder, CSV of pairs, or the word 'synthetic' (in-memory synthetic pairs)"
+    what = parser.add_argument_group("what to score")
+    what.add_argument("--checkpoint", help="jdrl checkpoint or the authors' released file")
+    what.add_argument("--net", help="network name for a released checkpoint (unet, mprnet), if not recognised")
+    what.add_argument("--baseline", choices=["input"], help="also (or only) score the blurry input itself")
+    how = parser.add_argument_group("how")
+    how.add_argument("--flow", default="dis", help="flow estimator for the deformed GT (default: %(default)s)")
+    how.add_argument("--flow-weights", help="weight file of a learned flow estimator")
+    how.add_argument("--border", default="reflect", choices=BORDER_CHOICES,
+                     help="reflect-pad to the net's multiple and crop back (default), or the released code's "
+                          "crops (unet: top-left to x16, mprnet: centre to x8)")
+    how.add_argument("--tile", type=int, help="tile size for tiled inference (large images, little memory)")
+    how.add_argument("--amp", choices=["bf16", "fp16"], help="mixed precision inference on CUDA")
+    how.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto (default: %(default)s)")
+    how.add_argument("--no-lpips", action="store_true", help="skip LPIPS (it is skipped anyway without its weights)")
+    how.add_argument("--limit", type=int, help="score only the first N images")
+    out = parser.add_argument_group("output")
+    out.add_argument("--out", help="results folder (default: CHECKPOINT_DIR/eval-DATA, or eval-DATA-input)")
+    out.add_argument("--report", help="also write an HTML report (index.html + strips) into this folder")
+    out.add_argument("--quiet", action="store_true", help="no progress bar")
+    synth = parser.add_argument_group("synthetic data (DATA = synthetic)")
+    synth.add_argument("--synthetic-n", type=int, default=8, help="number of pairs (default: %(default)s)")
+    synth.add_argument("--synthetic-size", type=int, default=128, help="side in px (default: %(default)s)")
+    synth.add_argument("--misalignment", choices=["none", "dpdd", "sdd", "severe"],
+                       help="misalignment preset (default: jdrl synth's)")
+    synth.add_argument("--seed", type=int, default=0, help="seed of the synthetic pairs (default: %(default)s)")
+
+
+# ----------------------------------------------------------------------------- pieces
+
+
+def pick_device(name: str):
+    """``auto`` -> cuda, then mps, then cpu; anything else as given."""
+    import torch
+
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def load_dataset(args: argparse.Namespace) -> tuple[object, dict]:
+    """The dataset to score and a description of it for the summary."""
+    from jdrl.progress import bar
+
+    if args.path == SYNTHETIC:
+        from jdrl.data.synthetic import SynthParams
+        from jdrl.data.datasets import SyntheticPairs
+
+        base = SynthParams.with_misalignment(args.misalignment, size=args.synthetic_size) if args.misalignment \
+            else SynthParams(size=args.synthetic_size)
+        n = args.synthetic_n if args.limit is None else min(args.synthetic_n, args.limit)
+        dataset = SyntheticPairs(n, base, seed=args.seed)
+        return dataset, {"data": SYNTHETIC, "images": n, "seed": args.seed, "synthetic_size": args.synthetic_size,
+                         "misalignment": args.misalignment or "default"}
+    from jdrl.data.datasets import PairedImageDataset
+    from jdrl.data.pairs import load_pairs
+
+    found = load_pairs(args.path, args.layout, args.split, args.blur_dir, args.sharp_dir,
+                       progress=bar("checking data", args.quiet))
+    pairs = found.pairs[: args.limit] if args.limit is not None else found.pairs
+    description = {"data": str(args.path), "layout": found.layout, "images": len(pairs)}
+    if found.layout == "dpdd":
+        description["split"] = args.split
+    return PairedImageDataset(pairs, crop=None), description
+
+
+def data_name(args: argparse.Namespace) -> str:
+    """A short name for default output folders: ``synthetic``, ``DPDD-test``, ``RealDOF``..."""
+    if args.path == SYNTHETIC:
+        return SYNTHETIC
+    path = Path(args.path)
+    name = (path.stem if path.is_file() else path.resolve().name) or "data"
+    return f"{name}-{args.split}" if args.layout in ("auto", "dpdd") and (path / f"{args.split}_c").is_dir() else name
+
+
+def default_out(args: argparse.Namespace) -> Path:
+    if args.out:
+        return Path(args.out)
+    if args.checkpoint:
+        return Path(args.checkpoint).expanduser().parent / f"eval-{data_name(args)}"
+    return Path(f"eval-{data_name(args)}-input")
+
+
+def load_lpips_for(args: argparse.Namespace, device) -> tuple[object | None, str]:
+    """The LPIPS metric or ``None``, with the line the summary records about it."""
+    if args.no_lpips:
+        return None, "LPIPS off (--no-lpips)"
+    from jdrl.evaluation.protocol import lpips_or_reason
+
+    return lpips_or_reason(device)
+
+
+# ----------------------------------------------------------------------------- run
+
+
+def run(args: argparse.Namespace) -> int:
+    from jdrl.evaluation.protocol import evaluate, resolve_border
+    from jdrl.evaluation.report import StripWriter, markdown_table, write_report, write_results
+    from jdrl.flow import build_flow
+    from jdrl.progress import bar
+
+    if not args.checkpoint and not args.baseline:
+        print("jdrl eval: error: give --checkpoint CKPT, --baseline input, or both", file=sys.stderr)
+        return 2
+    if args.net and not args.checkpoint:
+        print("jdrl eval: error: --net names the network of --checkpoint; give a checkpoint", file=sys.stderr)
+        return 2
+    device = pick_device(args.device)
+    net, net_info = None, {}
+    if args.checkpoint:
+        from jdrl.checkpoint import load_network
+
+        net, net_info = load_network(args.checkpoint, args.net)
+        net.to(device)
+    try:
+        border = resolve_border(args.border, net)
+    except ValueError as error:
+        print(f"jdrl eval: error: {error}", file=sys.stderr)
+        return 2
+    dataset, data_info = load_dataset(args)
+    flow = build_flow(args.flow, args.flow_weights, device=device)
+    lpips, lpips_note = load_lpips_for(args, device)
+    report_dir = Path(args.report) if args.report else None
+    strips = StripWriter(report_dir) if report_dir is not None else None
+    common = dict(flow=flow, lpips=lpips, border=border, tile=args.tile, amp=args.amp, device=device, flow_border=0,
+                  panel_size=384)
+    info = {**data_info, "flow": args.flow, "flow_weights": args.flow_weights, "lpips": lpips_note}
+
+    results = []
+    if net is not None:
+        label = f"{net_info['name']} ({Path(args.checkpoint).name})"
+        checkpoint = {"path": str(args.checkpoint), **{k: v for k, v in net_info.items() if k != "path"}}
+        results.append(evaluate(dataset, net, **common, label=label, progress=bar(f"eval {label}", args.quiet),
+                                on_image=strips, info={**info, "checkpoint": checkpoint}))
+    if args.baseline == "input":
+        first = strips if net is None else None  # strips show the first result
+        results.append(evaluate(dataset, None, **common, label="input", progress=bar("eval input", args.quiet),
+                                on_image=first, info=info))
+
+    out = default_out(args)
+    paths = write_results(results, out)
+    print(markdown_table(results))
+    print(f"\nwrote {paths['csv']}, {paths['json'].name}, {paths['md'].name}")
+    if lpips is None:
+        print(f"note: {lpips_note}")
+    if report_dir is not None:
+        page = write_report(results, report_dir, strips=strips.paths)
+        print(f"report: {page}")
+    return 0
