@@ -276,7 +276,7 @@ class Trainer:
         """Score the validation set with the evaluation protocol (main rank); keep the best checkpoint."""
         means: dict = {}
         if self.dist.main:
-            from jdrl.evaluation.evaluate import evaluate
+            from jdrl.evaluation.protocol import evaluate
 
             flow = self.loss.flow if self.config.run.val_flow is None else _build_val_flow(self.config.run.val_flow)
             if flow is None:
