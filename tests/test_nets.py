@@ -219,3 +219,14 @@ def test_cli_lists_the_networks(capsys):
     assert main(["nets"]) == 0
     out = capsys.readouterr().out
     assert "unet" in out and "mprnet" in out and "31,033,411" in out
+
+
+def test_residual_unet_starts_as_the_identity_and_keeps_the_parameters():
+    import torch
+
+    from jdrl.nets import build_net
+
+    plain, residual = build_net("unet", width=0.0625), build_net("unet", width=0.0625, residual=True)
+    assert plain.state_dict().keys() == residual.state_dict().keys()
+    x = torch.rand(1, 3, 32, 48).clamp(0.01, 0.99)
+    assert torch.allclose(residual.eval()(x), x, atol=1e-5)
