@@ -133,3 +133,11 @@ def test_none_mask_and_bad_mode():
     assert calibration_mask(torch.randn(2, 2, 4, 4), "none").all()
     with pytest.raises(ValueError, match="reference, paper, parametric, none"):
         calibration_mask(torch.zeros(1, 2, 2, 2), "magic")
+
+
+def test_flows_command_lists_every_estimator(capsys):
+    from jdrl.cli import main
+
+    assert main(["flows"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("dis", "spynet", "raft_small", "raft_large", "pwcnet"))
