@@ -72,7 +72,7 @@ def _draw(axis, series: dict[str, list[tuple[float, float]]], title: str, log: b
     axis.set_title(title)
     axis.set_xlabel("step")
     axis.grid(True, alpha=0.3)
-    if legend or len(series) > 1:
+    if (legend or len(series) > 1) and axis.get_legend_handles_labels()[0]:
         axis.legend(fontsize=7)
 
 
