@@ -1,0 +1,44 @@
+"""``jdrl export``: a checkpoint's network as an ONNX model, verified with onnxruntime."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "export a checkpoint's network to ONNX (dynamic batch/height/width), verified with onnxruntime"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="a jdrl checkpoint or an authors' released file")
+    parser.add_argument("-o", "--out", required=True, help="the .onnx file to write")
+    parser.add_argument("--net", help="network name, to check the checkpoint or pick one in a released file")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default: %(default)s)")
+    parser.add_argument("--height", type=int, default=256, help="example height used for tracing (default: %(default)s)")
+    parser.add_argument("--width", type=int, default=256, help="example width used for tracing (default: %(default)s)")
+    parser.add_argument("--no-verify", action="store_true", help="skip the onnxruntime comparison")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from jdrl.checkpoint import load_network
+    from jdrl.export import ExportVerificationError, export_onnx
+    from jdrl.nets import count_parameters
+
+    net, info = load_network(args.checkpoint, net=args.net)
+    metadata = {"jdrl.net": info["name"], "jdrl.options": repr(info["options"]), "jdrl.source": info["source"]}
+    try:
+        verification = export_onnx(net, args.out, args.height, args.width, args.opset, metadata, verify=not args.no_verify)
+    except ModuleNotFoundError as error:
+        print(f"jdrl export: error: {error}", file=sys.stderr)
+        return 2
+    except ExportVerificationError as error:
+        print(f"jdrl export: verification failed, nothing written: {error}", file=sys.stderr)
+        return 1
+    size_mb = Path(args.out).expanduser().stat().st_size / 2**20
+    parameters = count_parameters(net) / 1e6
+    print(f"exported {info['name']} ({parameters:.1f}M parameters) to {args.out} ({size_mb:.1f} MB, opset {args.opset})")
+    print(f"  traced at {args.height}x{args.width}; batch, height and width are dynamic "
+          f"(height and width multiples of {net.size_multiple})")
+    print(f"  {verification}")
+    return 0

@@ -1,0 +1,200 @@
+"""ONNX export of a deblurring network, checked against PyTorch with onnxruntime.
+
+The exported graph maps ``blurry`` (float32 RGB in [0, 1], ``(batch, 3, height,
+width)``) to ``restored`` (same layout); batch, height and width are dynamic, but
+height and width must stay multiples of the network's ``size_multiple`` (written
+into the model's metadata, with the network name and options). Channel-order
+handling (the released UNet's BGR weights) is part of the graph, so callers always
+pass RGB.
+
+The file is written under a temporary name and renamed only after it passed
+verification, so a failed export never leaves a plausible-looking model behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import uuid
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from jdrl.errors import ConfigError
+
+INPUT_NAME = "blurry"
+OUTPUT_NAME = "restored"
+DYNAMIC_AXES = {0: "batch", 2: "height", 3: "width"}
+DEFAULT_TOLERANCE = 1e-4
+INSTALL_HINT = "pip install jdrl[onnx]"
+
+
+class ExportVerificationError(RuntimeError):
+    """onnxruntime's output differs from PyTorch's by more than the tolerance."""
+
+
+@dataclass(frozen=True)
+class Verification:
+    """How the exported model compared with PyTorch (``max_abs_diff is None`` when skipped)."""
+
+    shape: tuple[int, ...]
+    max_abs_diff: float | None
+    tolerance: float
+    skipped: str | None = None
+
+    def __str__(self) -> str:
+        if self.skipped:
+            return f"not verified: {self.skipped}"
+        shape = "x".join(map(str, self.shape))
+        return (f"verified with onnxruntime on a {shape} input: "
+                f"max abs diff {self.max_abs_diff:.2e} (tolerance {self.tolerance:g})")
+
+
+def require_onnx() -> None:
+    """Fail with an installation hint when the ``onnx`` package is missing."""
+    try:
+        import onnx  # noqa: F401
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError(f"ONNX export needs the onnx package: {INSTALL_HINT}", name="onnx") from None
+
+
+def check_export_size(net: nn.Module, height: int, width: int) -> None:
+    """The example input's sides must be positive multiples of ``net.size_multiple``."""
+    multiple = getattr(net, "size_multiple", 1)
+    if height <= 0 or width <= 0 or height % multiple or width % multiple:
+        raise ConfigError(f"export size {height}x{width}: height and width must be positive multiples of {multiple}")
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the exporter's warnings and prints (tracer warnings, constant-folding notes)."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
+
+
+@contextlib.contextmanager
+def _eval_mode(net: nn.Module):
+    """``net`` in eval mode for the duration, its previous mode restored after."""
+    training = net.training
+    net.eval()
+    try:
+        yield net
+    finally:
+        net.train(training)
+
+
+def _device_of(net: nn.Module) -> torch.device:
+    return next(net.parameters(), torch.empty(0)).device
+
+
+def _write_onnx(net: nn.Module, path: Path, height: int, width: int, opset: int) -> None:
+    """``torch.onnx.export`` with the TorchScript exporter (no extra dependencies, dynamic axes)."""
+    example = torch.rand(1, 3, height, width, device=_device_of(net))
+    with _quiet(), torch.no_grad():
+        torch.onnx.export(
+            net,
+            (example,),
+            str(path),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: DYNAMIC_AXES, OUTPUT_NAME: DYNAMIC_AXES},
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+
+
+def _add_metadata(path: Path, metadata: dict[str, str]) -> None:
+    """Check the model with ``onnx.checker`` and store ``metadata`` in its ``metadata_props``."""
+    import onnx
+
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model)
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, str(value)
+    onnx.save(model, str(path))
+
+
+def verification_size(net: nn.Module, height: int, width: int) -> tuple[int, int]:
+    """A size different from the export size in both sides (and still valid for the network)."""
+    multiple = getattr(net, "size_multiple", 1)
+    return height + multiple, width + 2 * multiple
+
+
+def verify_onnx(
+    net: nn.Module,
+    path: str | os.PathLike,
+    height: int,
+    width: int,
+    batch: int = 2,
+    tolerance: float = DEFAULT_TOLERANCE,
+    seed: int = 0,
+) -> Verification:
+    """Run the ONNX model with onnxruntime (CPU) and PyTorch on one random input; compare.
+
+    Raises :class:`ExportVerificationError` when the largest absolute difference
+    exceeds ``tolerance``; returns a skipped verification when onnxruntime is absent.
+    """
+    shape = (batch, 3, height, width)
+    try:
+        import onnxruntime
+    except ModuleNotFoundError:
+        return Verification(shape, None, tolerance, skipped=f"onnxruntime is not installed ({INSTALL_HINT})")
+    generator = torch.Generator().manual_seed(seed)
+    blurry = torch.rand(shape, generator=generator)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    restored = torch.from_numpy(session.run([OUTPUT_NAME], {INPUT_NAME: blurry.numpy()})[0])
+    with _eval_mode(net), torch.no_grad():
+        expected = net(blurry.to(_device_of(net))).float().cpu()
+    if restored.shape != expected.shape:
+        raise ExportVerificationError(
+            f"{path}: onnxruntime output shape {tuple(restored.shape)} != PyTorch {tuple(expected.shape)}"
+        )
+    difference = float((restored - expected).abs().max())
+    result = Verification(shape, difference, tolerance)
+    if not difference <= tolerance:  # also catches NaN
+        raise ExportVerificationError(f"{path}: {result} - the export is wrong")
+    return result
+
+
+def export_onnx(
+    net: nn.Module,
+    path: str | os.PathLike,
+    height: int = 256,
+    width: int = 256,
+    opset: int = 17,
+    metadata: dict[str, str] | None = None,
+    verify: bool = True,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> Verification:
+    """Export ``net`` to ``path`` (dynamic batch/height/width) and verify it at another size.
+
+    ``height``/``width`` is the example size used for tracing (multiples of
+    ``net.size_multiple``). With ``verify`` the model is compared with PyTorch by
+    onnxruntime (when installed) on a different size before it is moved into place.
+    """
+    require_onnx()
+    check_export_size(net, height, width)
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    info = {"jdrl.size_multiple": str(getattr(net, "size_multiple", 1)), "jdrl.input": "RGB float32 in [0, 1], NCHW"}
+    info.update(metadata or {})
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"  # created by the exporter (umask mode)
+    try:
+        with _eval_mode(net):
+            _write_onnx(net, tmp, height, width, opset)
+        _add_metadata(tmp, info)
+        if verify:
+            result = verify_onnx(net, tmp, *verification_size(net, height, width), tolerance=tolerance)
+        else:
+            result = Verification((), None, tolerance, skipped="verification switched off")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return result
