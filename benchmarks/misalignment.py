@@ -16,8 +16,8 @@ Groups (``--groups``):
 ``main``       the blurry input, the aligned oracle (pixel loss on perfectly aligned
                pairs: the upper bound), the pixel loss, JDRL
 ``ablations``  SPEC 2.6's #2-#6 (#1 is the pixel loss, "full" is JDRL)
-``masks``      the calibration-mask modes: reference, paper, parametric
-``flows``      the training flow estimators: dis, spynet (needs ``--spynet-weights``)
+``masks``      the calibration-mask modes paper and parametric (reference is JDRL's default: the main row)
+``flows``      the training flow estimator spynet (needs ``--spynet-weights``; dis is the main row)
 ``strength``   pixel vs JDRL at misalignment none / DPDD-like / SDD-like
 
 Results: ``OUT/results.md`` (one table per group) and ``OUT/results.json``.
@@ -43,14 +43,14 @@ ABLATIONS = [
     Variant("#5 w/o isotropic kernels", overrides=("loss.reblur=free", "loss.reblur_impl=direct")),
     Variant("#6 w/o WPN (one 15x15 kernel)", overrides=("loss.reblur=single",)),
 ]
-MASKS = [Variant(f"mask {mode}", overrides=(f"loss.mask={mode}",)) for mode in ("reference", "paper", "parametric")]
+# JDRL's defaults (mask reference, flow dis) are the main group's "jdrl" row; it is repeated in these tables
+MASKS = [Variant(f"mask {mode}", overrides=(f"loss.mask={mode}",)) for mode in ("paper", "parametric")]
 
 
 def flow_variants(spynet_weights: str | None) -> list[Variant]:
-    variants = [Variant("flow dis", overrides=("loss.flow=dis",))]
-    if spynet_weights:
-        variants.append(Variant("flow spynet", overrides=("loss.flow=spynet", f"loss.flow_weights={spynet_weights}")))
-    return variants
+    if not spynet_weights:
+        raise SystemExit("the flows group needs --spynet-weights PATH")
+    return [Variant("flow spynet", overrides=("loss.flow=spynet", f"loss.flow_weights={spynet_weights}"))]
 
 
 def table_markdown(title: str, table: dict, seconds: dict) -> str:
@@ -61,10 +61,13 @@ def table_markdown(title: str, table: dict, seconds: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_group(title: str, settings: DemoSettings, variants: list[Variant], out: Path, datasets) -> tuple[dict, str]:
+def run_group(title: str, settings: DemoSettings, variants: list[Variant], out: Path, datasets,
+              extra: dict | None = None) -> tuple[dict, str]:
+    """Train and score ``variants``; ``extra`` rows (already measured) are shown in the table too."""
     results = run_variants(settings, variants, out, datasets=datasets, quiet=True)
     seconds = results.pop("_seconds")
     table = truth_table(results)
+    table = {"input": table.pop("input"), **(extra or {}), **table}
     text = table_markdown(title, table, seconds)
     print(text, flush=True)
     return table, text
@@ -104,12 +107,16 @@ def main() -> None:
         "main": ("Main: input, oracle, pixel loss, JDRL", [ORACLE, PIXEL, JDRL]),
         "ablations": ("Ablations (SPEC 2.6 numbering)", ABLATIONS),
         "masks": ("Calibration mask modes (JDRL)", MASKS),
-        "flows": ("Training flow estimators (JDRL)", flow_variants(args.spynet_weights)),
+        "flows": ("Training flow estimators (JDRL)", None),
     }
     for group in args.groups:
         if group in groups:
             title, variants = groups[group]
-            tables[group], text = run_group(title, settings, variants, out / group, datasets)
+            variants = flow_variants(args.spynet_weights) if group == "flows" else variants
+            defaults = {}
+            if group in ("masks", "flows") and "main" in tables:
+                defaults = {"jdrl (mask reference, flow dis)": tables["main"]["jdrl"]}
+            tables[group], text = run_group(title, settings, variants, out / group, datasets, defaults)
             texts.append(text)
         elif group == "strength":
             for level, (shift, zoom) in MISALIGNMENT_LEVELS.items():
