@@ -18,7 +18,6 @@ renamed over the target, so a crash mid-write leaves the previous file intact.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from jdrl.atomic import atomic_write
 from jdrl.errors import WeightsError
 from jdrl.weights import load_strict
 
@@ -35,19 +35,9 @@ FORMAT_VERSION = 1
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to ``path`` via a temporary file + ``os.replace`` (never a half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_write(path, durable=True) as handle:
+        torch.save(obj, handle)
+    return Path(path)
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:

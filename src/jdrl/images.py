@@ -7,13 +7,13 @@ Everything in jdrl works on float RGB. Files are read with OpenCV (which keeps
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from jdrl.atomic import atomic_write
 from jdrl.errors import ImageReadError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -90,15 +90,8 @@ def write_image(path: str | os.PathLike, image: np.ndarray, bit_depth: int = 8) 
     ok, encoded = cv2.imencode(path.suffix or ".png", quantize(image, bit_depth))
     if not ok:
         raise OSError(f"{path}: could not encode image")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(encoded.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as handle:
+        handle.write(encoded.tobytes())
     return path
 
 
