@@ -141,7 +141,7 @@ def run_variants(
     for variant in variants:
         start = time.perf_counter()
         _say(quiet, f"training {variant.name} ({settings.steps} steps)...")
-        net = train_variant(settings, variant, train_set, out / "runs" / variant.name, quiet)
+        net = train_variant(settings, variant, train_set, out / "runs" / _slug(variant.name), quiet)
         seconds[variant.name] = round(time.perf_counter() - start, 1)
         results[variant.name] = evaluate(eval_set, net, label=variant.name, **score)
     results["_seconds"] = seconds
@@ -166,6 +166,11 @@ def run_demo(out_dir: str | os.PathLike = "jdrl-demo", settings: DemoSettings | 
     table = truth_table(results)
     _write_report(out, settings, results, table, seconds, time.perf_counter() - started)
     return table
+
+
+def _slug(name: str) -> str:
+    """A variant name as a folder name ("#2 w/o deformation" -> "2_w_o_deformation")."""
+    return "_".join("".join(c if c.isalnum() else " " for c in name).split())
 
 
 def _say(quiet: bool, message: str) -> None:
@@ -204,7 +209,7 @@ def _strips(out: Path, results: dict) -> list[str]:
 def _curves(out: Path, runs: list[str]) -> list[str]:
     from jdrl.evaluation.plot import plot_run
 
-    return [str(plot_run(out / "runs" / run, out / f"curves_{run}.png").relative_to(out)) for run in runs]
+    return [str(plot_run(out / "runs" / _slug(run), out / f"curves_{_slug(run)}.png").relative_to(out)) for run in runs]
 
 
 def _write_report(out: Path, settings: DemoSettings, results: dict, table: dict, seconds: dict, total: float) -> None:
