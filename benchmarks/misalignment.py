@@ -94,13 +94,16 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     train_sources = eval_sources = None
+    held_out = list(settings.held_out)
     if args.sources:
         sources = folder_sources(args.sources)
         train_sources, eval_sources = sources[: -args.held_out], sources[-args.held_out :]
+        held_out = [name for name, _ in eval_sources]
     datasets = make_datasets(settings, train_sources, eval_sources)
     machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    shown = {k: v for k, v in settings.__dict__.items() if k != "held_out"}
     header = (f"# Misalignment benchmark\n\n`python benchmarks/misalignment.py {' '.join(_argv())}`\n\n"
-              f"{machine}; settings: {json.dumps(settings.__dict__, default=str)}\n\n")
+              f"{machine}; held-out photos: {', '.join(held_out)}; settings: {json.dumps(shown)}\n\n")
     texts, tables = [header], {}
     started = time.perf_counter()
     groups = {
