@@ -261,6 +261,11 @@ def test_cli_eval_reports_every_bad_file_and_missing_choice(tmp_path, capsys):
     assert main(["eval", str(data), "--baseline", "input", "--out", str(tmp_path / "o"), "--quiet"]) == 2
     error = capsys.readouterr().err
     assert "b.png" in error and "c.png" in error and "size mismatch" in error
+    write_image(data / "blur" / "d.png", np.zeros((16, 16, 3)))
+    write_image(data / "gt" / "d.png", np.zeros((16, 16, 3)))
+    assert main(["eval", str(data), "--baseline", "input", "--out", str(tmp_path / "o"), "--skip-bad", "--quiet"]) == 0
+    assert "left out 1 pair(s)" in capsys.readouterr().out
+    assert (tmp_path / "o" / "metrics.csv").read_text().count("\nd,") == 1
     assert main(["eval", "synthetic", "--out", str(tmp_path / "o")]) == 2
     assert "--baseline input" in capsys.readouterr().err
     assert main(["eval", "synthetic", "--baseline", "input", "--border", "released"]) == 2
@@ -272,3 +277,10 @@ def test_cli_border_choices_match_the_protocol():
     from jdrl.evaluation.protocol import BORDER_MODES
 
     assert BORDER_CHOICES == BORDER_MODES
+
+
+def test_cli_mask_choices_match_the_mask_modes():
+    from jdrl.cli.evaluate import MASK_CHOICES
+    from jdrl.flow.mask import MASK_MODES
+
+    assert MASK_CHOICES == MASK_MODES

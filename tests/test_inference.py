@@ -295,3 +295,18 @@ def test_cli_missing_input_is_reported_and_the_rest_processed(photos, tmp_path, 
 def test_cli_bad_checkpoint_is_a_one_line_error(photos, tmp_path, capsys):
     code = main(["deblur", str(photos / "eight.png"), "-o", str(tmp_path / "out"), "--checkpoint", str(tmp_path / "x.pt")])
     assert code == 2 and "not found" in capsys.readouterr().err
+
+
+def test_cli_deblurs_with_the_authors_released_file_in_their_bgr_convention(photos, tmp_path, tiny_unet):
+    # the released UNet file: DataParallel names, trained on OpenCV's BGR arrays; a narrow one here (its width is
+    # read off the weights), the same container as the authors' 31M-parameter file
+    released = {"epoch": 3, "global_step": 30, "G_opt": {},
+                "G_state_dict": {f"module.{k}": v for k, v in tiny_unet.state_dict().items()}}
+    torch.save(released, tmp_path / "released.pth")
+    out = tmp_path / "out"
+    code = main(["deblur", str(photos / "eight.png"), "-o", str(out), "--checkpoint", str(tmp_path / "released.pth"),
+                 "--quiet"])
+    assert code == 0
+    bgr = read_raw(photos / "eight.png").astype(np.float32) / 255  # what the released pipeline fed the network
+    expected = np.round(deblur_image(tiny_unet, bgr) * 255).astype(np.uint8)  # ... and wrote back with OpenCV
+    np.testing.assert_array_equal(read_raw(out / "eight.png"), expected)

@@ -70,8 +70,11 @@ def test_every_bad_file_is_reported_at_once(tmp_path):
     assert "no partner" in message and "size mismatch" in message and "not a readable image" in message
     assert len(caught.value.problems) == 4
 
-    kept = load_pairs(tmp_path, skip_bad=True, warn=lambda m: None)
+    warnings = []
+    kept = load_pairs(tmp_path, skip_bad=True, warn=warnings.append)
     assert [p.name for p in kept.pairs] == ["good"]
+    assert len(warnings) == 1
+    assert "left out 2 pair(s)" in warnings[0] and "2 unmatched" in warnings[0] and "1 pair(s) left" in warnings[0]
 
 
 def test_images_smaller_than_the_crop_are_problems(tmp_path):

@@ -87,3 +87,29 @@ def test_synth_command_writes_everything(tmp_path, rng, capsys):
 def test_synth_default_sources_run_offline(tmp_path):
     assert main(["synth", "-n", "2", "-o", str(tmp_path), "--size", "64", "--quiet"]) == 0
     assert len(list((tmp_path / "blur").iterdir())) == 2
+
+
+def test_sources_too_small_are_named_up_front_and_left_out(tmp_path, rng, capsys):
+    write_image(tmp_path / "src" / "big.png", textured_image(rng, 120, 140))
+    write_image(tmp_path / "src" / "tiny.png", textured_image(rng, 40, 50))
+    out = tmp_path / "out"
+    assert main(["synth", str(tmp_path / "src"), "-n", "2", "-o", str(out), "--size", "64", "--quiet"]) == 0
+    assert "tiny: 50x40" in capsys.readouterr().out
+    assert {record["source"] for record in read_meta(out).values()} == {"big"}
+
+
+def test_no_source_big_enough_is_one_clear_error_before_anything_is_written(tmp_path, rng, capsys):
+    write_image(tmp_path / "src" / "tiny.png", textured_image(rng, 40, 50))
+    out = tmp_path / "out"
+    assert main(["synth", str(tmp_path / "src"), "-n", "2", "-o", str(out), "--size", "64", "--quiet"]) != 0
+    assert "tiny: 50x40" in capsys.readouterr().err
+    assert not (out / "meta.jsonl").exists()
+
+
+def test_the_same_seed_writes_the_same_files(tmp_path, rng):
+    write_image(tmp_path / "src" / "s.png", textured_image(rng, 120, 140))
+    for run in ("a", "b"):
+        assert main(["synth", str(tmp_path / "src"), "-n", "2", "-o", str(tmp_path / run), "--size", "64",
+                     "--seed", "5", "--quiet"]) == 0
+    for relative in ("meta.jsonl", "blur/00001.png", "gt/00001.png", "aligned/00001.png"):
+        assert (tmp_path / "a" / relative).read_bytes() == (tmp_path / "b" / relative).read_bytes(), relative

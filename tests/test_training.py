@@ -112,7 +112,8 @@ def test_finetune_trains_only_the_reblur_module_first(sources, tmp_path):
 
 
 def test_resume_is_exact(sources, tmp_path):
-    overrides = TINY + ["schedule.warmup=2", "net.options.dropout=0.4"]
+    # the lr halves at steps 3 and 6: the resumed run (from step 4) must follow the same schedule
+    overrides = TINY + ["schedule.warmup=2", "net.options.dropout=0.4", "optim.decay_every=3"]
     data = lambda: tiny_data(sources, n=5)  # noqa: E731 - 3 batches per epoch: step 4 is mid-epoch
     straight = train("sdd_unet", overrides + ["schedule.total=8"], run_dir=tmp_path / "a", datasets=(data(), None), quiet=True)
     train("sdd_unet", overrides + ["schedule.total=4"], run_dir=tmp_path / "b", datasets=(data(), None), quiet=True)
@@ -124,6 +125,7 @@ def test_resume_is_exact(sources, tmp_path):
     assert tensors_a.keys() == tensors_b.keys()
     assert max((tensors_a[k] - tensors_b[k]).abs().max().item() for k in tensors_a) <= 1e-6
     assert [r["step"] for r in log_rows(resumed)] == [str(s) for s in range(1, 9)]
+    assert b["scheduler"]["lr"] == a["scheduler"]["lr"] == pytest.approx(0.001 / 4)
 
 
 def test_a_save_interrupted_half_way_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
@@ -181,8 +183,8 @@ def test_many_nan_steps_in_a_row_stop_the_run(sources, tmp_path):
 
 
 class InterruptAt(torch.utils.data.Dataset):
-    def __init__(self, dataset, index):
-        self.dataset, self.index, self.fired = dataset, index, False
+    def __init__(self, dataset, index, signum=signal.SIGINT):
+        self.dataset, self.index, self.signum, self.fired = dataset, index, signum, False
 
     def set_epoch(self, epoch):
         self.dataset.set_epoch(epoch)
@@ -193,13 +195,14 @@ class InterruptAt(torch.utils.data.Dataset):
     def __getitem__(self, index):
         if index == self.index and not self.fired:
             self.fired = True
-            os.kill(os.getpid(), signal.SIGINT)  # as if Ctrl-C were pressed while loading this batch
+            os.kill(os.getpid(), self.signum)  # as if Ctrl-C were pressed (or kill sent) while loading this batch
         return self.dataset[index]
 
 
-def test_ctrl_c_saves_and_the_run_resumes(sources, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_saves_and_the_run_resumes(signum, sources, tmp_path):
     overrides = TINY + ["data.batch_size=1", "schedule.total=6"]
-    data = InterruptAt(tiny_data(sources, n=4), index=1)
+    data = InterruptAt(tiny_data(sources, n=4), index=1, signum=signum)
     with pytest.raises(TrainingInterrupted, match="resume auto"):
         train("sdd_unet", overrides, run_dir=tmp_path, datasets=(data, None), quiet=True)
     step = read_checkpoint(tmp_path / "last.pt")["progress"]["step"]
@@ -219,7 +222,45 @@ def test_validation_keeps_the_best_checkpoint_and_logs(sources, tmp_path):
     assert {"psnr", "ssim", "psnr_deformed", "psnr_aligned", "flow_error"} <= set(rows[0])
     best = read_checkpoint(run / "best.pt")
     assert best["best"]["metric"] == "psnr_aligned"
-    assert (run / "config.yaml").is_file() and (run / "version.txt").is_file() and (run / "tensorboard").is_dir()
+    assert (run / "config.yaml").is_file() and (run / "version.txt").is_file()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0}).Reload()
+    assert {"loss/total", "lr", "val/psnr", "val/psnr_aligned"} <= set(events.Tags()["scalars"])
+    (image,) = events.Images("val/samples")[-1:]
+    # two samples (TensorBoard lays them side by side) of seven 48 px panels each:
+    # input, output, GT, aligned truth, deformed GT, calibration mask, flow
+    assert (image.width, image.height) == (2 * 7 * 48, 48)
+
+
+def test_fp16_scale_overflow_is_not_counted_as_a_bad_step(sources, tmp_path, monkeypatch):
+    from jdrl.training.trainer import Trainer
+
+    class Scaler:  # stands in for torch.amp.GradScaler (fp16 runs on CUDA only)
+        def __init__(self):
+            self.steps = 0
+
+        def scale(self, loss):
+            return loss
+
+        def unscale_(self, optimizer):
+            pass
+
+        def step(self, optimizer):  # a real scaler skips the update when the gradients overflowed
+            self.steps += 1
+
+        def update(self):
+            pass
+
+        def state_dict(self):
+            return {}
+
+    trainer = Trainer(load_train_config("pixel", TINY + ["schedule.total=3"]), tmp_path,
+                      datasets=(tiny_data(sources, n=6), None), quiet=True)
+    trainer.scaler = Scaler()
+    monkeypatch.setattr(trainer, "_grads_finite", lambda: False)  # every step overflows the loss scale
+    trainer.fit()
+    assert trainer.stats["bad_steps"] == 0 and trainer.stats["scaler_skips"] == 3 and trainer.scaler.steps == 3
 
 
 def test_bad_files_stop_training_before_the_first_step(tmp_path, capsys):
@@ -262,7 +303,8 @@ def test_ddp_with_two_cpu_processes(tmp_path):
     for i in range(3):
         write_image(tmp_path / "src" / f"s{i}.png", textured_image(rng, 64, 64))
     run = tmp_path / "run"
-    overrides = TINY + ["schedule.total=4", "schedule.save_every=2", "data.synthetic={train: 8, val: 0, size: 32, "
+    overrides = TINY + ["schedule.total=4", "schedule.save_every=2", "schedule.val_every=2",
+                        "data.synthetic={train: 8, val: 2, size: 32, "
                         f"r_max: 2.0, shift: 2.0, zoom: 0.02, sources: {tmp_path / 'src'}}}"]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                "-m", "jdrl", "train", "synthetic", "--run-dir", str(run), "--quiet"]
@@ -276,4 +318,36 @@ def test_ddp_with_two_cpu_processes(tmp_path):
     assert (run / "train.log").read_text().count("training unet") == 1
     assert "x2" in (run / "train.log").read_text()
     assert read_checkpoint(run / "last.pt")["progress"]["step"] == 4
-    assert sorted(p.name for p in run.glob("*.pt")) == ["last.pt"]
+    assert sorted(p.name for p in run.glob("*.pt")) == ["best.pt", "last.pt"]
+    with open(run / "val.csv", newline="") as handle:
+        assert [r["step"] for r in csv.DictReader(handle)] == ["2", "4"]  # rank 0 validates, once per point
+    assert len(list((run / "tensorboard").glob("events.*"))) == 1
+
+
+def test_cli_init_from_a_released_file_loads_its_reblur_module_and_resume_auto_continues(tmp_path):
+    from jdrl.nets import build_net
+    from jdrl.reblur.module import ReblurModule
+
+    rng = np.random.default_rng(5)
+    for i in range(2):
+        write_image(tmp_path / "src" / f"s{i}.png", textured_image(rng, 64, 64))
+    torch.manual_seed(1)
+    net, reblur = build_net("unet", width=0.0625), ReblurModule(features=8)
+    released = {"epoch": 3, "global_step": 30, "G_opt": {},
+                "G_state_dict": {f"module.{k}": v for k, v in net.state_dict().items()},
+                "Reblur_state_dict": {f"module.{k}": v for k, v in reblur.state_dict().items()}}
+    torch.save(released, tmp_path / "released.pth")
+    run = tmp_path / "run"
+    data = f"data.synthetic={{train: 2, val: 0, size: 32, r_max: 2.0, shift: 2.0, sources: {tmp_path / 'src'}}}"
+    # lr 0: the weights in the checkpoint are exactly the ones loaded
+    args = ["train", "sdd_unet", "--init", str(tmp_path / "released.pth"), "--run-dir", str(run), "--quiet"]
+    for item in TINY + [data, "optim.lr=0", "schedule.warmup=0"]:
+        args += ["-o", item]
+    assert main(args + ["-o", "schedule.total=1"]) == 0
+    first = read_checkpoint(run / "last.pt")
+    assert all(torch.equal(v, reblur.state_dict()[k]) for k, v in first["reblur"]["state_dict"].items())
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in first["net"]["state_dict"].items())
+    assert first["net"]["options"]["channel_order"] == "bgr"
+    assert main(args + ["-o", "schedule.total=3", "--resume", "auto"]) == 0
+    assert read_checkpoint(run / "last.pt")["progress"]["step"] == 3
+    assert [r["step"] for r in log_rows(run)] == ["1", "2", "3"]

@@ -17,6 +17,8 @@ HELP = "score a checkpoint or the blurry input: metrics vs GT, deformed GT (and 
 SYNTHETIC = "synthetic"
 # = jdrl.evaluation.protocol.BORDER_MODES (spelled out so that `jdrl --help` needs no torch; a test checks)
 BORDER_CHOICES = ("reflect", "released", "released-unet", "released-mprnet")
+# = jdrl.flow.mask.MASK_MODES (likewise)
+MASK_CHOICES = ("reference", "paper", "parametric", "none")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,11 +40,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     how.add_argument("--border", default="reflect", choices=BORDER_CHOICES,
                      help="reflect-pad to the net's multiple and crop back (default), or the released code's "
                           "crops (unet: top-left to x16, mprnet: centre to x8)")
+    how.add_argument("--mask", default="reference", choices=MASK_CHOICES,
+                     help="calibration-mask rule drawn in the report strips (default: %(default)s, as released)")
     how.add_argument("--tile", type=int, help="tile size for tiled inference (large images, little memory)")
     how.add_argument("--amp", choices=["bf16", "fp16"], help="mixed precision inference on CUDA")
     how.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto (default: %(default)s)")
     how.add_argument("--no-lpips", action="store_true", help="skip LPIPS (it is skipped anyway without its weights)")
     how.add_argument("--limit", type=int, help="score only the first N images")
+    how.add_argument("--skip-bad", action="store_true",
+                     help="leave out pairs with a missing, unreadable or mismatched file (default: stop and list them)")
     out = parser.add_argument_group("output")
     out.add_argument("--out", help="results folder (default: CHECKPOINT_DIR/eval-DATA, or eval-DATA-input)")
     out.add_argument("--report", help="also write an HTML report (index.html + strips) into this folder")
@@ -89,7 +95,7 @@ def load_dataset(args: argparse.Namespace) -> tuple[object, dict]:
     from jdrl.data.pairs import load_pairs
 
     found = load_pairs(args.path, args.layout, args.split, args.blur_dir, args.sharp_dir,
-                       progress=bar("checking data", args.quiet))
+                       skip_bad=args.skip_bad, progress=bar("checking data", args.quiet))
     pairs = found.pairs[: args.limit] if args.limit is not None else found.pairs
     description = {"data": str(args.path), "layout": found.layout, "images": len(pairs)}
     if found.layout == "dpdd":
@@ -156,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
     report_dir = Path(args.report) if args.report else None
     strips = StripWriter(report_dir) if report_dir is not None else None
     common = dict(flow=flow, lpips=lpips, border=border, tile=args.tile, amp=args.amp, device=device, flow_border=0,
-                  panel_size=384)
+                  panel_size=384, mask_mode=args.mask)
     info = {**data_info, "flow": args.flow, "flow_weights": args.flow_weights, "lpips": lpips_note}
 
     results = []

@@ -45,12 +45,13 @@ def params_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from jdrl.data.synthetic import default_sources, folder_sources, write_synthetic
+    from jdrl.data.synthetic import default_sources, folder_sources, usable_sources, write_synthetic
     from jdrl.progress import bar
 
     start = time.perf_counter()
-    sources = folder_sources(args.source) if args.source else default_sources()
-    out = write_synthetic(args.out, args.n, params_from_args(args), args.seed, sources, progress=bar("synth", args.quiet))
+    params = params_from_args(args)
+    sources = usable_sources(folder_sources(args.source) if args.source else default_sources(), params)
+    out = write_synthetic(args.out, args.n, params, args.seed, sources, progress=bar("synth", args.quiet))
     print(f"wrote {args.n} pairs from {len(sources)} source image(s) to {out} in {time.perf_counter() - start:.1f} s")
     print(f"  {out}/blur  {out}/gt (misaligned)  {out}/aligned (truth)  {out}/meta.jsonl")
     return 0

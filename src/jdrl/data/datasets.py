@@ -8,7 +8,7 @@ number of DataLoader workers, and a resumed run sees the data it would have seen
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 from jdrl.data.augment import crop_and_augment, dihedral, random_crop_box, sample_generator  # noqa: F401 (re-exported)
 from jdrl.data.pairs import ImagePair
-from jdrl.data.synthetic import SynthParams, SyntheticPair, default_sources, make_pair
+from jdrl.data.synthetic import SynthParams, SyntheticPair, default_sources, make_pair, usable_sources
 from jdrl.images import image_to_tensor, read_image
 
 IMAGE_KEYS = ("blur", "sharp", "aligned")
@@ -101,11 +101,12 @@ class SyntheticPairs(EpochSeeded):
         first_index: int = 0,
         crop: int | None = None,
         augment: bool = False,
+        warn: Callable[[str], None] = print,
     ):
         self.n = n
         self.params = params
         self.seed = seed
-        self.sources = list(sources) if sources is not None else default_sources()
+        self.sources = usable_sources(sources if sources is not None else default_sources(), params, warn)
         self.first_index = first_index
         self.crop = crop
         self.augment = augment

@@ -267,11 +267,15 @@ def load_pairs(
 
     With ``skip_bad`` the bad pairs are dropped instead and ``warn`` is told how many.
     """
-    checked = validate(discover_pairs(root, layout, split, blur_dir, sharp_dir), min_size, progress=progress)
+    discovered = discover_pairs(root, layout, split, blur_dir, sharp_dir)
+    checked = validate(discovered, min_size, progress=progress)
     if checked.problems and not skip_bad:
         raise DatasetError(str(root), checked.problems, hint="fix these files, or pass --skip-bad to leave them out")
     if checked.problems:
-        warn(f"warning: skipping {len(checked.problems)} problem file(s) in {root}; {len(checked.pairs)} pairs left")
+        dropped = len(discovered.pairs) - len(checked.pairs)
+        warn(f"warning: {root}: left out {dropped} pair(s) with a bad file and {len(checked.problems) - dropped} "
+             f"unmatched file(s) or other problem(s) ({len(checked.problems)} in all, listed by 'jdrl data check'); "
+             f"{len(checked.pairs)} pair(s) left")
     if not checked.pairs:
         raise DatasetError(str(root), checked.problems or [Problem(Path(root), "no usable pairs")])
     return checked

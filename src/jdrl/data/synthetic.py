@@ -197,6 +197,28 @@ def margin_for(params: SynthParams) -> int:
     return int(math.ceil(params.zoom * params.size * 0.75 + params.shift * 1.5)) + 4
 
 
+def usable_sources(
+    sources: Sequence[tuple[str, np.ndarray]], params: SynthParams, warn: Callable[[str], None] = print
+) -> list[tuple[str, np.ndarray]]:
+    """The sources big enough for ``params`` (the window a pair needs); the others are named in one warning.
+
+    Checked before anything is written, so a run never stops half-way on a small photo.
+    """
+    from jdrl.errors import DatasetError
+
+    side = params.size + 2 * margin_for(params)
+    fit = [(name, image) for name, image in sources if min(image.shape[:2]) >= side]
+    small = [f"{name}: {image.shape[1]}x{image.shape[0]}" for name, image in sources if min(image.shape[:2]) < side]
+    if not fit:
+        raise DatasetError("the source images", [f"{entry} is smaller than {side}x{side}" for entry in small],
+                           hint=f"every pair needs a {side}px window (size {params.size} plus the misalignment "
+                                "margin): use a smaller --size or less misalignment")
+    if small:
+        warn(f"warning: {len(small)} source image(s) smaller than the {side}px window a pair needs are not used: "
+             + ", ".join(small))
+    return fit
+
+
 def make_pair(source: np.ndarray, params: SynthParams, seed: int, index: int, source_name: str = "") -> SyntheticPair:
     """Synthesize pair ``index`` from ``source``; deterministic in ``(seed, index)``."""
     rng = np.random.default_rng([seed, index])
@@ -264,10 +286,11 @@ def write_synthetic(
     seed: int = 0,
     sources: Sequence[tuple[str, np.ndarray]] | None = None,
     progress: Callable[[Iterable], Iterable] = lambda it: it,
+    warn: Callable[[str], None] = print,
 ) -> Path:
     """Write ``OUT/{blur,gt,aligned}/NNNNN.png`` and ``OUT/meta.jsonl`` (one line per pair)."""
     out = Path(out_dir)
-    sources = list(sources) if sources is not None else default_sources()
+    sources = usable_sources(sources if sources is not None else default_sources(), params, warn)
     for sub in ("blur", "gt", "aligned"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     with open(out / "meta.jsonl", "w") as meta_file:
@@ -298,6 +321,7 @@ __all__ = [
     "SynthParams",
     "SyntheticPair",
     "make_pair",
+    "usable_sources",
     "write_synthetic",
     "read_meta",
     "default_sources",

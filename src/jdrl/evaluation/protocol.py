@@ -197,7 +197,8 @@ def _shrink(image: torch.Tensor, max_side: int | None) -> torch.Tensor:
     return F.interpolate(image[None].float(), size=size, mode="bilinear", antialias=True, align_corners=False)[0]
 
 
-def _panels(blur, output, gt, deformed, flow, aligned, max_side: int | None = None) -> dict[str, torch.Tensor]:
+def _panels(blur, output, gt, deformed, flow, aligned, max_side: int | None = None,
+            mask_mode: str = "reference") -> dict[str, torch.Tensor]:
     """Labelled display images ``(3, H, W)`` float in [0, 1] on the CPU, for reports.
 
     With ``max_side`` they are downscaled on the compute device first, so a 4K
@@ -206,7 +207,7 @@ def _panels(blur, output, gt, deformed, flow, aligned, max_side: int | None = No
     from jdrl.flow.mask import calibration_mask
     from jdrl.flow.viz import flow_to_color
 
-    mask = calibration_mask(flow, "reference")[0].expand(3, -1, -1)
+    mask = calibration_mask(flow, mask_mode)[0].expand(3, -1, -1)
     panels = {
         "input": blur[0],
         "output": output[0],
@@ -237,6 +238,7 @@ def _score_item(
     flow_border: int,
     want_panels: bool,
     panel_size: int | None = None,
+    mask_mode: str = "reference",
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
     """The metric row of one dataset item and, if wanted, its display panels."""
     from jdrl.flow.warp import warp
@@ -267,7 +269,7 @@ def _score_item(
         row["flow_error"] = _mean_magnitude(flow(output, aligned), flow_border)
     # The input baseline is its own reference: its distance to itself is exactly 0.
     row["flow_error_input"] = 0.0 if net is None else _mean_magnitude(flow(output, blur), flow_border)
-    panels = _panels(blur, output, gt, deformed, flow_gt, aligned, panel_size) if want_panels else None
+    panels = _panels(blur, output, gt, deformed, flow_gt, aligned, panel_size, mask_mode) if want_panels else None
     return row, panels
 
 
@@ -340,6 +342,7 @@ def evaluate(
     on_image: PanelCallback | None = None,
     panel_size: int | None = None,
     flow_border: int = 0,
+    mask_mode: str = "reference",
     label: str | None = None,
     info: Mapping[str, Any] | None = None,
 ) -> EvalResult:
@@ -369,6 +372,7 @@ def evaluate(
             "flow output->GT"[, "aligned truth"]}`` -> ``(3, H, W)`` in [0, 1]);
             full size, or downscaled to ``panel_size`` px on the longer side (reports).
         flow_border: px per side left out of the flow-error means.
+        mask_mode: the calibration-mask rule drawn in the panels (``jdrl.flow.mask``).
         label: the result's name in tables (default ``"input"`` or ``"output"``).
         info: extra entries for ``options`` (checkpoint, dataset, ...).
     """
@@ -387,7 +391,7 @@ def evaluate(
     try:
         for item in progress(dataset) if progress is not None else dataset:
             row, panels = _score_item(item, net, flow_module, lpips_metric, border, device, tile, amp,
-                                      flow_border, want_panels, panel_size)
+                                      flow_border, want_panels, panel_size, mask_mode)
             rows.append(row)
             if on_image is not None:
                 on_image(row["name"], panels)
@@ -408,6 +412,7 @@ def evaluate(
         "lpips": lpips_note,
         "lpips_available": lpips_metric is not None,
         "flow_border": flow_border,
+        "mask_mode": mask_mode,
         **dict(info or {}),
     }
     return EvalResult(rows, _column_means(rows), options, label or ("input" if net is None else "output"), images)

@@ -82,7 +82,15 @@ def read_released(path_or_state: str | os.PathLike | Mapping, net: str | None = 
     checkpoint, source = _read(path_or_state)
     state = _network_state(checkpoint, source)
     name = net or _detect(state, source)
-    return name, {**_RELEASED_OPTIONS.get(name, {}), **opts}, state, source
+    return name, {**_RELEASED_OPTIONS.get(name, {}), **_inferred_options(name, state), **opts}, state, source
+
+
+def _inferred_options(name: str, state: Mapping) -> dict:
+    """Build options the weights themselves tell: a narrow UNet's ``width`` (64 first-level channels = 1.0)."""
+    first = state.get(_SIGNATURES["unet"]) if name == "unet" else None
+    if first is None or first.shape[0] == 64:
+        return {}
+    return {"width": first.shape[0] / 64}
 
 
 def released_reblur_state(path_or_state: str | os.PathLike | Mapping) -> dict | None:

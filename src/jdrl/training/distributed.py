@@ -18,6 +18,7 @@ class Dist:
     world: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    owns_group: bool = False  # this process group was started by setup() (so teardown() ends it)
 
     @property
     def enabled(self) -> bool:
@@ -43,16 +44,18 @@ def setup(device_preference: str = "auto") -> Dist:
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_preference, local_rank)
+    owns_group = False
     if world > 1:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         if not torch_dist.is_initialized():
             torch_dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return Dist(rank, world, local_rank, device)
+            owns_group = True
+    return Dist(rank, world, local_rank, device, owns_group)
 
 
 def teardown(dist: Dist) -> None:
-    if dist.enabled and torch_dist.is_initialized():
+    if dist.owns_group and torch_dist.is_initialized():
         torch_dist.destroy_process_group()
 
 

@@ -145,8 +145,12 @@ class Trainer:
         data = read_checkpoint(path)
         if data.get("format") == FORMAT and data.get("reblur"):
             load_strict(self.loss.reblur, data["reblur"]["state_dict"], f"{path} (reblur)")
-        elif isinstance(data.get("Reblur_state_dict"), dict) and self.loss.reblur.kernel == "isotropic":
-            self.loss.reblur.load_released(data["Reblur_state_dict"])
+        elif isinstance(data.get("Reblur_state_dict"), dict):
+            if self.loss.reblur.kernel == "isotropic":
+                self.loss.reblur.load_released(data["Reblur_state_dict"])
+            else:  # the released module has isotropic kernels only
+                self.logger.note(f"{path}: its Reblur_state_dict is not loaded: loss.reblur={self.config.loss.reblur} "
+                                 "has a different reblurring module; it starts from scratch")
 
     def _resume_path(self, resume: str | None) -> Path | None:
         if resume is None:
@@ -191,6 +195,7 @@ class Trainer:
             finally:
                 self.logger.close()
         distributed.barrier(self.dist)
+        distributed.teardown(self.dist)
         return self.run_dir
 
     def _train_epoch(self) -> None:
@@ -232,12 +237,17 @@ class Trainer:
         (self.scaler.scale(total) if self.scaler else total).backward()
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
-        finite = not distributed.any_rank(self.dist, not bool(torch.isfinite(total))) and self._grads_finite()
+        loss_finite = not distributed.any_rank(self.dist, not bool(torch.isfinite(total)))
+        # fp16: gradients that overflow the loss scale are the scaler's business, not bad data: it skips
+        # the update and lowers its scale (that happens in the first steps of every fp16 run).
+        overflow = self.scaler is not None and loss_finite and not self._grads_finite()
+        finite = loss_finite and (overflow or self._grads_finite())
         if finite:
-            if self.config.optim.grad_clip:
+            if self.config.optim.grad_clip and not overflow:
                 nn.utils.clip_grad_norm_(self._trained_parameters(), self.config.optim.grad_clip)
             (self.scaler.step if self.scaler else lambda o: o.step())(self.optimizer)
             self.stats["consecutive_bad"] = 0
+            self.stats["scaler_skips"] = self.stats.get("scaler_skips", 0) + int(overflow)
         else:
             self.optimizer.zero_grad(set_to_none=True)
             self.stats["bad_steps"] += 1
@@ -284,11 +294,16 @@ class Trainer:
             val_set = self.val_set
             if self.config.data.val_limit:
                 val_set = Subset(val_set, range(min(self.config.data.val_limit, len(val_set))))
-            self.net.eval()
-            result = evaluate(val_set, self.net, flow=flow, device=self.device, tile=self.config.run.val_tile)
-            self.net.train()
+            samples: list[dict[str, torch.Tensor]] = []
+
+            def keep_sample(name: str, panels: dict[str, torch.Tensor]) -> None:
+                if len(samples) < self.config.run.samples:
+                    samples.append(panels)
+
+            result = evaluate(val_set, self.net, flow=flow, device=self.device, tile=self.config.run.val_tile,
+                              on_image=keep_sample if self.config.run.samples else None, panel_size=SAMPLE_SIDE, mask_mode=self.config.loss.mask)
             means = result.means
-            self.logger.validation(self, means, self._sample_images())
+            self.logger.validation(self, means, sample_grid(samples))
             self._update_best(means)
         distributed.barrier(self.dist)
         return means
@@ -306,25 +321,6 @@ class Trainer:
             self.best = {"metric": key, "value": value, "step": self.step}
             self._save("best.pt")
 
-    @torch.no_grad()
-    def _sample_images(self) -> torch.Tensor | None:
-        from jdrl.inference import deblur_tensor
-
-        count = min(self.config.run.samples, len(self.val_set))
-        if not count:
-            return None
-        rows = []
-        self.net.eval()
-        for index in range(count):
-            item = self.val_set[index]
-            blur = item["blur"][None].to(self.device)
-            output = deblur_tensor(self.net, blur, tile=self.config.run.val_tile)
-            panels = [item["blur"], output[0].cpu(), item["sharp"]] + ([item["aligned"]] if "aligned" in item else [])
-            rows.append(torch.cat(panels, dim=-1))
-        self.net.train()
-        height, width = max(r.shape[-2] for r in rows), max(r.shape[-1] for r in rows)
-        return torch.stack([nn.functional.pad(r, (0, width - r.shape[-1], 0, height - r.shape[-2])) for r in rows])
-
     # ------------------------------------------------------------ checkpoints
 
     def state(self) -> dict:
@@ -341,6 +337,11 @@ class Trainer:
                 "state_dict": reblur.state_dict()},
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else None,
+            # the learning rate is a function of the position (Trainer.learning_rate): this records it, and
+            # the rule, for people reading the file; resuming recomputes it from "progress" and the config
+            "scheduler": {"lr": self.learning_rate(), "unit": self.config.schedule.unit,
+                          "decay_every": self.config.optim.decay_every, "decay_factor": self.config.optim.decay_factor,
+                          "reblur_only": self.config.schedule.reblur_only},
             "progress": {"epoch": self.epoch, "step": self.step, "batch_in_epoch": self.batch_in_epoch},
             "rng": _rng_state(),
             "stats": dict(self.stats),
@@ -412,6 +413,20 @@ class Trainer:
 
 
 # ------------------------------------------------------------------ helpers
+
+
+SAMPLE_SIDE = 256  # px, longer side of each validation image shown in TensorBoard
+# left to right in each row of TensorBoard's "val/samples" (the aligned truth on synthetic data only)
+SAMPLE_PANELS = ("input", "output", "GT", "aligned truth", "deformed GT", "calibration mask", "flow output->GT")
+
+
+def sample_grid(samples: list[dict[str, torch.Tensor]]) -> torch.Tensor | None:
+    """One row per validation image: its panels (those of ``SAMPLE_PANELS`` it has) side by side, zero-padded."""
+    if not samples:
+        return None
+    rows = [torch.cat([panels[name] for name in SAMPLE_PANELS if name in panels], dim=-1) for panels in samples]
+    height, width = max(r.shape[-2] for r in rows), max(r.shape[-1] for r in rows)
+    return torch.stack([nn.functional.pad(r, (0, width - r.shape[-1], 0, height - r.shape[-2])) for r in rows])
 
 
 def _build_val_flow(name: str, weights: str | None = None):
@@ -534,7 +549,7 @@ class RunLogger:
             if value is not None and math.isfinite(value):
                 self.writer.add_scalar(f"val/{key}", value, trainer.step)
         if images is not None:
-            self.writer.add_images("val/input|output|gt|aligned", images.clamp(0, 1), trainer.step)
+            self.writer.add_images("val/samples", images.clamp(0, 1), trainer.step)
         summary = ", ".join(f"{k} {v:.4g}" for k, v in sorted(means.items()) if v is not None)
         self.note(f"step {trainer.step} epoch {trainer.epoch}: validation {summary}")
 
