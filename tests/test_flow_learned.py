@@ -150,6 +150,21 @@ def test_raft_default_weights_offline_is_a_clear_error(tmp_path, monkeypatch):
     assert "cache" in message and "weights=PATH" in message and "dis" in message
 
 
+def test_raft_without_weights_uses_torchvisions_cache_and_never_downloads(tmp_path, monkeypatch):
+    from torchvision.models.optical_flow import Raft_Small_Weights, raft_small
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(WeightsError) as error:
+        build_flow("raft_small")
+    assert str(tmp_path) in str(error.value) and "weights='default'" in str(error.value)
+    torch.manual_seed(2)
+    cached = raft_small(weights=None)
+    (tmp_path / "checkpoints").mkdir()
+    torch.save(cached.state_dict(), tmp_path / "checkpoints" / Raft_Small_Weights.DEFAULT.url.rsplit("/", 1)[-1])
+    net = build_flow("raft_small", num_flow_updates=2)
+    assert all(torch.equal(v, cached.state_dict()[k]) for k, v in net.net.state_dict().items())
+
+
 def test_spynet_without_weights_is_a_clear_error():
     with pytest.raises(WeightsError) as error:
         build_flow("spynet")

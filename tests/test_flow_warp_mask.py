@@ -129,6 +129,20 @@ def test_parametric_mask_accepts_zoom_and_rejects_local_errors():
     assert calibration_mask(flow, "paper").mean() < 0.9
 
 
+def test_affine_fit_recovers_a_shear_that_a_similarity_cannot():
+    height, width = 40, 56
+    grid = pixel_grid(height, width)
+    x = grid[:, :1] - (width - 1) / 2
+    y = grid[:, 1:] - (height - 1) / 2
+    flow = torch.cat([0.5 + 0.04 * x + 0.05 * y, -1.0 + 0.02 * x - 0.03 * y], dim=1)  # a general affine motion
+    assert torch.allclose(fit_global_motion(flow, model="affine"), flow, atol=1e-4)
+    assert (fit_global_motion(flow, model="similarity") - flow).abs().max() > 0.3
+    broken = flow.clone()
+    broken[..., 5:9, 30:36] -= 5.0
+    mask = calibration_mask(broken, "parametric", model="affine")
+    assert mask[..., 5:9, 30:36].sum() == 0 and mask.mean() > 0.95
+
+
 def test_none_mask_and_bad_mode():
     assert calibration_mask(torch.randn(2, 2, 4, 4), "none").all()
     with pytest.raises(ValueError, match="reference, paper, parametric, none"):

@@ -26,6 +26,7 @@ _EXPORTS = {
     "isotropic_reblur": "jdrl.reblur",
     "ReblurModule": "jdrl.reblur",
     "JDRLLoss": "jdrl.losses",
+    "JDRLConfig": "jdrl.losses",
     "charbonnier": "jdrl.losses",
     # networks, training, evaluation, inference
     "build_net": "jdrl.nets",

@@ -53,14 +53,21 @@ def _architecture(name: str) -> nn.Module:
     return getattr(optical_flow, name)(weights=None, progress=False)
 
 
-def _pretrained_state(name: str) -> dict:
-    """torchvision's default weights for ``name``, from its cache (downloading only if online)."""
+def _pretrained_state(name: str, download: bool) -> dict:
+    """torchvision's default weights for ``name`` from its cache; fetched when missing only if ``download``."""
     from torchvision.models import optical_flow
 
     enum = {"raft_small": optical_flow.Raft_Small_Weights, "raft_large": optical_flow.Raft_Large_Weights}[name]
     weights = enum.DEFAULT
     cache = os.path.join(torch.hub.get_dir(), "checkpoints")
     others = ", ".join(n for n in FLOWS.names() if n != name)
+    cached = os.path.join(cache, os.path.basename(weights.url))
+    if not download and not os.path.isfile(cached):
+        raise WeightsError(
+            f"flow estimator {name!r} needs weights: torchvision's pretrained file is not in its cache ({cached}). "
+            f"Pass weights='{DEFAULT}' to download it (online), put the file there, or pass weights=PATH to a "
+            f"saved state dict. Other estimators: {others} (dis needs no weights)."
+        )
     try:
         return weights.get_state_dict(progress=False, check_hash=True)
     except Exception as error:  # noqa: BLE001 - offline, proxy, bad hash: all mean "no usable weights"
@@ -73,13 +80,12 @@ def _pretrained_state(name: str) -> dict:
 
 
 def build_raft(name: str, weights: str | os.PathLike | None, num_flow_updates: int) -> RAFTFlow:
-    """``name`` with weights from a path or, for ``weights="default"``, torchvision's pretrained ones."""
-    hint = (f"Give a state dict saved from torchvision's {name}, "
-            f"or weights='{DEFAULT}' for torchvision's pretrained weights.")
-    if isinstance(weights, str) and weights == DEFAULT:
-        state, source = _pretrained_state(name), f"torchvision's {name} weights"
+    """``name`` with weights from a path; ``None``: torchvision's pretrained ones if cached; ``"default"``: those,
+    downloaded if needed."""
+    if weights is None or (isinstance(weights, str) and weights == DEFAULT):
+        state, source = _pretrained_state(name, download=weights is not None), f"torchvision's {name} weights"
     else:
-        state, source = strip_prefix(weights_for(weights, name, hint), "module."), str(weights)
+        state, source = strip_prefix(weights_for(weights, name), "module."), str(weights)
     net = _architecture(name)
     load_strict(net, state, source)
     return RAFTFlow(net, num_flow_updates)
