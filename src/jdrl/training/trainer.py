@@ -86,6 +86,7 @@ class Trainer:
         self.stats = {"bad_steps": 0, "consecutive_bad": 0}
         self.best: dict = {"metric": None, "value": None, "step": None}
         self._stop_requested = False
+        self._bar = _NoBar()  # the run's progress bar, made by fit()
         resume_path = self._resume_path(resume)
         if resume_path is not None:
             self._load_state(resume_path)
@@ -188,11 +189,15 @@ class Trainer:
     def fit(self) -> Path:
         self.logger.note(f"jdrl {jdrl.__version__}: training {self.config.net.name} with objective "
                          f"{self.config.loss.objective} on {self.device} x{self.dist.world}; run folder {self.run_dir}")
+        schedule = self.config.schedule
+        total_steps = schedule.total * (1 if schedule.unit == "step" else self.sampler.batches_per_epoch)
+        self._bar = self.logger.progress(total_steps, "train", disable=self.quiet, initial=self.step)
         with self._signals():
             try:
                 while not self.finished():
                     self._train_epoch()
             finally:
+                self._bar.close()
                 self.logger.close()
         distributed.barrier(self.dist)
         distributed.teardown(self.dist)
@@ -206,16 +211,14 @@ class Trainer:
         generator = torch.Generator().manual_seed(self.config.run.seed * 7919 + self.epoch)
         loader = DataLoader(self.train_set, batch_sampler=self.sampler, num_workers=self.config.data.workers,
                             collate_fn=stack_samples, pin_memory=self.device.type == "cuda", generator=generator)
-        bar = self.logger.progress(len(self.sampler), f"epoch {self.epoch}", disable=self.quiet)
         for batch in loader:
             self._train_step(batch)
-            bar.update(1)
-            bar.set_postfix(loss=f"{self.logger.last_loss:.4f}", lr=f"{self.learning_rate():.2e}")
+            self._bar.update(1)
+            self._bar.set_postfix(epoch=self.epoch, loss=f"{self.logger.last_loss:.4f}", lr=f"{self.learning_rate():.2e}")
             if self.config.schedule.unit == "step":
                 self._after_unit()
             if self._should_stop() or self.finished():
                 break
-        bar.close()
         if self.batch_in_epoch >= self.sampler.batches_per_epoch:
             self.epoch, self.batch_in_epoch = self.epoch + 1, 0
             if self.config.schedule.unit == "epoch":
@@ -503,12 +506,12 @@ class RunLogger:
             self._text.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
             self._text.flush()
 
-    def progress(self, total: int, desc: str, disable: bool):
+    def progress(self, total: int, desc: str, disable: bool, initial: int = 0):
         if not self.enabled or disable:
             return _NoBar()
         from tqdm.auto import tqdm
 
-        return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, leave=False)
+        return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True, leave=False)
 
     @property
     def writer(self):
