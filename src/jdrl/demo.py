@@ -33,17 +33,20 @@ COLUMNS = {"psnr_aligned": "psnr", "ssim_aligned": "ssim", "mae_aligned": "mae",
 class DemoSettings:
     """One experiment's scale; every variant of it shares these."""
 
-    steps: int = 600
+    # Chosen with benchmarks/curves.py (docs/RESULTS.md, "Learning curves"): at lr 1e-3 this UNet often sits
+    # at the identity for thousands of steps; at 5e-4 it learns from the first few hundred; blur up to 8 px
+    # leaves room to deblur; 1000 steps of pixel + JDRL fit in ~8 minutes on 2 CPU cores.
+    steps: int = 1000
     width: float = 0.25  # UNet channel multiplier (0.25: 16 ... 256 channels)
     residual: bool = True  # the UNet starts as the identity (jdrl.nets.unet): small budgets train far better
     crop: int = 96
-    batch: int = 4
+    batch: int = 8
     size: int = 128  # side of each synthetic pair
     train_pairs: int = 96
     eval_pairs: int = 12
-    lr: float = 1e-3
+    lr: float = 5e-4
     warmup: int = 100  # steps of the released warm-up stage (JDRL variants)
-    r_max: float = 5.0  # largest blur radius, px
+    r_max: float = 8.0  # largest blur radius, px
     shift: float = 6.0  # misalignment: max |shift| px
     zoom: float = 0.04  # and max |zoom - 1|
     reblur_features: int = 16
@@ -181,11 +184,13 @@ def _say(quiet: bool, message: str) -> None:
 # ----------------------------------------------------------------------------- report
 
 
+NUMBER_FORMATS = {"psnr": ".2f", "ssim": ".4f", "mae": ".4f", "flow_error": ".3f"}
+
+
 def markdown(table: dict) -> str:
     lines = ["| model | PSNR (dB) | SSIM | MAE | flow error (px) |", "|---|---|---|---|---|"]
     for row, values in table.items():
-        lines.append(f"| {row} | {values['psnr']:.2f} | {values['ssim']:.4f} | {values['mae']:.4f} | "
-                     f"{values['flow_error']:.3f} |")
+        lines.append(f"| {row} | " + " | ".join(f"{values[k]:{spec}}" for k, spec in NUMBER_FORMATS.items()) + " |")
     return "\n".join(lines)
 
 
@@ -225,7 +230,7 @@ def _write_report(out: Path, settings: DemoSettings, results: dict, table: dict,
     curves = _curves(out, [r for r in results if r != "input"])
     rows = "".join(
         f"<tr><td>{html.escape(row)}</td>"
-        + "".join(f"<td class=num>{values[k]:.4g}</td>" for k in ("psnr", "ssim", "mae", "flow_error"))
+        + "".join(f"<td class=num>{values[k]:{spec}}</td>" for k, spec in NUMBER_FORMATS.items())
         + "</tr>"
         for row, values in table.items())
     figures = "".join(f'<figure><img src="{p}" alt="{html.escape(p)}"></figure>' for p in strips + curves)
