@@ -351,3 +351,16 @@ def test_cli_init_from_a_released_file_loads_its_reblur_module_and_resume_auto_c
     assert main(args + ["-o", "schedule.total=3", "--resume", "auto"]) == 0
     assert read_checkpoint(run / "last.pt")["progress"]["step"] == 3
     assert [r["step"] for r in log_rows(run)] == ["1", "2", "3"]
+
+
+def test_a_released_reblur_module_that_does_not_fit_the_variant_is_left_out_with_a_note(sources, tmp_path, capsys):
+    from jdrl.nets import build_net
+    from jdrl.reblur.module import ReblurModule
+
+    released = {"G_state_dict": build_net("unet", width=0.0625).state_dict(),
+                "Reblur_state_dict": ReblurModule(features=8).state_dict()}
+    torch.save(released, tmp_path / "released.pth")
+    run = train("ablation_5", TINY + ["schedule.total=1", f"net.init={tmp_path / 'released.pth'}"],
+                run_dir=tmp_path / "run", datasets=(tiny_data(sources, n=2), None))
+    assert "Reblur_state_dict is not loaded: loss.reblur=free" in (run / "train.log").read_text()
+    assert "note: " in capsys.readouterr().err

@@ -17,6 +17,7 @@ import csv
 import math
 import random
 import signal
+import sys
 import subprocess
 import time
 from collections import defaultdict
@@ -73,6 +74,7 @@ class Trainer:
         quiet: bool = False,
     ):
         self.config, self.run_dir, self.quiet = config, Path(run_dir), quiet
+        self._notes: list[str] = []  # things the user should know, said once the run folder exists
         self.dist = distributed.setup(config.run.device)
         self.device = self.dist.device
         self._configure_determinism()
@@ -91,6 +93,10 @@ class Trainer:
         if resume_path is not None:
             self._load_state(resume_path)
         self.logger = RunLogger(self.run_dir, config, enabled=self.dist.main, resumed=resume_path is not None)
+        for note in self._notes:
+            self.logger.note(note)
+            if self.dist.main and not quiet:
+                print(f"note: {note}", file=sys.stderr)
 
     # ------------------------------------------------------------------ setup
 
@@ -120,6 +126,9 @@ class Trainer:
         if init_state is not None:
             load_strict(self.net, init_state, config.net.init)
         self.loss = JDRLLoss(config.loss)
+        if self.device.type == "cuda" and config.loss.objective == "jdrl" and config.loss.flow == "dis":
+            self._notes.append("loss.flow=dis runs on the CPU; on a GPU, loss.flow=spynet (loss.flow_weights=PATH) "
+                               "makes a JDRL step up to 1.6x faster (docs/RESULTS.md, 'Training step')")
         if config.net.init and self.loss.reblur is not None:
             self._init_reblur(config.net.init)
         self.net.to(self.device)
@@ -150,8 +159,8 @@ class Trainer:
             if self.loss.reblur.kernel == "isotropic":
                 self.loss.reblur.load_released(data["Reblur_state_dict"])
             else:  # the released module has isotropic kernels only
-                self.logger.note(f"{path}: its Reblur_state_dict is not loaded: loss.reblur={self.config.loss.reblur} "
-                                 "has a different reblurring module; it starts from scratch")
+                self._notes.append(f"{path}: its Reblur_state_dict is not loaded: loss.reblur={self.config.loss.reblur} "
+                                   "is a different reblurring module; it starts from scratch")
 
     def _resume_path(self, resume: str | None) -> Path | None:
         if resume is None:
