@@ -2,6 +2,7 @@
 
     python benchmarks/reblur.py                 # CPU, and CUDA when present
     python benchmarks/reblur.py --sizes 256 --repeats 3
+    python benchmarks/reblur.py --devices cuda --sums shift conv    # both ways of summing the rings
 
 Each (implementation, size, device) runs in its own process so that peak
 memory is not polluted by the other runs. On the CPU, peak memory is the
@@ -61,6 +62,7 @@ def measure(impl: str, size: int, device: str, repeats: int, support: str, what:
     import torch
 
     from jdrl.reblur import isotropic_reblur
+    from jdrl.reblur.kernels import ring_reblur, split_seeds
 
     torch.manual_seed(0)
     make = lambda *shape: torch.rand(*shape, device=device, requires_grad=True)  # noqa: E731
@@ -68,7 +70,10 @@ def measure(impl: str, size: int, device: str, repeats: int, support: str, what:
     weights = torch.softmax(torch.randn(1, 8, size, size, device=device), 1).requires_grad_(True)
 
     def step():
-        out = isotropic_reblur(image, seeds, weights, impl=impl, support=support)
+        if impl.startswith("ring-"):  # ring-shift, ring-conv: one way of summing the rings, whatever the device
+            out = ring_reblur(image, split_seeds(seeds), weights, support, sums=impl.split("-", 1)[1])
+        else:
+            out = isotropic_reblur(image, seeds, weights, impl=impl, support=support)
         out.sum().backward()
         if device == "cuda":
             torch.cuda.synchronize()
@@ -115,6 +120,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--support", default="square", choices=["square", "disk"])
     parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, plus cuda when available")
+    parser.add_argument("--sums", nargs="+", default=["auto"], choices=["auto", "shift", "conv"],
+                        help="how the ring form sums its rings (default: auto = shift on CPU, conv on CUDA)")
     parser.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -128,16 +135,19 @@ def main() -> None:
     print(f"# reblurring, forward + backward, batch 1, support {args.support}")
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
           + (f", {torch.cuda.get_device_name()}" if "cuda" in devices else ""))
-    print("| device | size | direct s | ring s | speed-up | direct peak MB | ring peak MB | memory ratio |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| device | size | ring sums | direct s | ring s | speed-up | direct peak MB | ring peak MB | memory ratio |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    mb = lambda r: r["peak_bytes"] / 2**20  # noqa: E731
     for device in devices:
         for size in args.sizes:
             direct = run_isolated("direct", size, device, args.repeats, args.support)
-            ring = run_isolated("ring", size, device, args.repeats, args.support)
-            mb = lambda r: r["peak_bytes"] / 2**20  # noqa: E731
-            print(f"| {device} | {size} | {direct['seconds']:.3f} | {ring['seconds']:.4f} | "
-                  f"{direct['seconds'] / ring['seconds']:.1f}x | {mb(direct):.0f} | {mb(ring):.0f} | "
-                  f"{mb(direct) / max(mb(ring), 1e-9):.1f}x |", flush=True)
+            for sums in args.sums:
+                ring = run_isolated("ring" if sums == "auto" else f"ring-{sums}", size, device, args.repeats,
+                                    args.support)
+                shown = sums if sums != "auto" else f"auto ({'conv' if device.startswith('cuda') else 'shift'})"
+                print(f"| {device} | {size} | {shown} | {direct['seconds']:.3f} | {ring['seconds']:.4f} | "
+                      f"{direct['seconds'] / ring['seconds']:.1f}x | {mb(direct):.0f} | {mb(ring):.0f} | "
+                      f"{mb(direct) / max(mb(ring), 1e-9):.1f}x |", flush=True)
 
 
 if __name__ == "__main__":

@@ -40,14 +40,15 @@ def test_ring_equals_direct_forward_and_gradients(support):
         assert (g_r - g_d).abs().max() <= 1e-5 * max(1.0, g_d.abs().max().item())
 
 
+@pytest.mark.parametrize("sums", ["shift", "conv"])
 @pytest.mark.parametrize("length", [2, 3, 4, 5, 6, 7, 8])
 @pytest.mark.parametrize("support", ["square", "disk"])
-def test_ring_equals_direct_for_every_kernel_size(length, support):
+def test_ring_equals_direct_for_every_kernel_size(length, support, sums):
     generator = torch.Generator().manual_seed(length)
     image = torch.rand(1, 3, 17, 16, generator=generator, dtype=torch.float64)
     seed = torch.randn(1, length, 17, 16, generator=generator, dtype=torch.float64, requires_grad=True)
     weights = torch.softmax(torch.randn(1, 2, 17, 16, generator=generator, dtype=torch.float64), 1)
-    ring = ring_reblur(image, [seed], weights, support)
+    ring = ring_reblur(image, [seed], weights, support, sums=sums)
     direct = direct_reblur(image, [seed], weights, support)
     assert (ring - direct).abs().max() < 1e-12
     g_ring, = torch.autograd.grad(ring.sum(), seed)
@@ -102,3 +103,21 @@ def test_released_init_and_parameter_count():
     module = ReblurModule()
     assert sum(p.numel() for p in module.parameters()) == 474_987
     assert all(torch.all(m.bias == 0) for m in module.modules() if isinstance(m, torch.nn.Conv2d))
+
+
+@pytest.mark.parametrize("support", ["square", "disk"])
+def test_both_ways_of_summing_rings_agree_in_float32_with_all_seven_sizes(support):
+    from jdrl.reblur.kernels import split_seeds
+
+    image, seeds, weights = _inputs(requires_grad=True)
+    probe = torch.randn(2, 3, 19, 23, generator=torch.Generator().manual_seed(3))
+    results = []
+    for sums in ("shift", "conv"):
+        out = ring_reblur(image, split_seeds(seeds), weights, support, sums=sums)
+        results.append((out, torch.autograd.grad((out * probe).sum(), (image, seeds, weights))))
+    (out_s, grads_s), (out_c, grads_c) = results
+    assert (out_s - out_c).abs().max() <= 1e-5
+    for g_s, g_c in zip(grads_s, grads_c):
+        assert (g_s - g_c).abs().max() <= 1e-5 * max(1.0, g_s.abs().max().item())
+    with pytest.raises(ValueError, match="sums must be one of"):
+        ring_reblur(image, split_seeds(seeds), weights, support, sums="fft")

@@ -15,6 +15,12 @@ the square, ``support="square"``, as released) or minus infinity
   ``sum_o k(p, o) I(p + o) = sum_d w_d(p) S_d(p) + w_corner(p) (box(p) - disk(p))``.
   The per-pixel work is on single-channel weight maps; the image is only shifted
   and added. Same numbers, a fraction of the time and memory.
+
+  The ring (and box) sums themselves are computed in one of two ways: by ~150
+  shifted adds (``sums="shift"``: the fewest operations, best on a CPU) or by one
+  correlation with a fixed 0/1 filter bank (``sums="conv"``: one kernel instead of
+  hundreds, best on a GPU, where small kernels cost their launch). ``"auto"``
+  picks by device.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import torch.nn.functional as F
 
 SUPPORTS = ("square", "disk")
 IMPLEMENTATIONS = ("ring", "direct")
+RING_SUMS = ("auto", "shift", "conv")
 SEED_LENGTHS = (2, 3, 4, 5, 6, 7, 8)  # kernel sizes 3x3 ... 15x15, 35 numbers per pixel
 
 
@@ -118,6 +125,54 @@ class _RingSums(torch.autograd.Function):
         return padded[..., radius : radius + height, radius : radius + width], None
 
 
+@lru_cache(maxsize=None)
+def ring_bank(radius: int, box_radii: tuple[int, ...] = ()) -> torch.Tensor:
+    """0/1 filters ``(n_rings + len(box_radii), 1, K, K)``: each ring of :func:`ring_table`, then each box."""
+    size = 2 * radius + 1
+    table = ring_table(radius)
+    bank = torch.zeros(len(table) + len(box_radii), 1, size, size, dtype=torch.float64)
+    for index, (*_, offsets) in enumerate(table):
+        for dy, dx in offsets:
+            bank[index, 0, radius + dy, radius + dx] = 1.0
+    for index, r in enumerate(box_radii, start=len(table)):
+        bank[index, 0, radius - r : radius + r + 1, radius - r : radius + r + 1] = 1.0
+    return bank
+
+
+class _BankSums(torch.autograd.Function):
+    """``(B, C, H, W)`` -> ``(B, n_filters, C, H, W)``: one zero-padded correlation with a 0/1 filter bank.
+
+    TF32 is switched off in both directions: these sums must be exact to float32,
+    like the shifted adds they replace (TF32 keeps 10 mantissa bits).
+    """
+
+    @staticmethod
+    def forward(ctx, image: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(bank)
+        batch, channels, height, width = image.shape
+        with _no_tf32():
+            sums = F.conv2d(image.reshape(batch * channels, 1, height, width), bank, padding=bank.shape[-1] // 2)
+        return sums.view(batch, channels, -1, height, width).transpose(1, 2)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (bank,) = ctx.saved_tensors
+        batch, filters, channels, height, width = grad.shape
+        grad = grad.transpose(1, 2).reshape(batch * channels, filters, height, width)
+        with _no_tf32():
+            image_grad = F.conv_transpose2d(grad, bank, padding=bank.shape[-1] // 2)
+        return image_grad.view(batch, channels, height, width), None
+
+
+class _no_tf32:
+    def __enter__(self) -> None:
+        self.previous = torch.backends.cudnn.allow_tf32
+        torch.backends.cudnn.allow_tf32 = False
+
+    def __exit__(self, *exc) -> None:
+        torch.backends.cudnn.allow_tf32 = self.previous
+
+
 def _box_sums(image: torch.Tensor, radii: Sequence[int]) -> dict[int, torch.Tensor]:
     """``{r: sum over the (2r+1)^2 window}`` (zero padding) from one float64 integral image.
 
@@ -142,6 +197,13 @@ def _box_sums(image: torch.Tensor, radii: Sequence[int]) -> dict[int, torch.Tens
 
 
 @lru_cache(maxsize=None)
+def _ring_weights_on(radius: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """:func:`ring_weights` on a device, made once (not copied to the GPU at every call)."""
+    matrix, counts, corners = ring_weights(radius)
+    return matrix.to(device, dtype), counts.to(device, dtype), corners
+
+
+@lru_cache(maxsize=None)
 def ring_weights(radius: int) -> tuple[torch.Tensor, torch.Tensor, int]:
     """``(n_rings, r+1)`` seed -> ring-logit matrix, the offsets per ring, and the number of corners."""
     table = ring_table(radius)
@@ -156,22 +218,33 @@ def ring_weights(radius: int) -> tuple[torch.Tensor, torch.Tensor, int]:
 
 
 def ring_reblur(
-    image: torch.Tensor, seeds: Sequence[torch.Tensor], weights: torch.Tensor, support: str = "square"
+    image: torch.Tensor, seeds: Sequence[torch.Tensor], weights: torch.Tensor, support: str = "square",
+    sums: str = "auto",
 ) -> torch.Tensor:
     """``weights[:, 0] * image + sum_i weights[:, i+1] * (k_i (*) image)`` by ring sums.
 
     ``seeds[i]`` is ``(B, r_i + 1, H, W)``; ``weights`` is ``(B, 1 + len(seeds), H, W)``.
     The rings of a radius-``r`` kernel are the first ones of the largest kernel's
     table (they are sorted by ``d``), so one set of ring sums serves every size.
+    ``sums``: how the ring sums are computed (module docstring); the same numbers.
     """
+    if sums not in RING_SUMS:
+        raise ValueError(f"sums must be one of {RING_SUMS}, not {sums!r}")
     radii = [seed.shape[1] - 1 for seed in seeds]
-    n_rings = len(ring_table(max(radii)))
-    sums = _RingSums.apply(image, max(radii))  # (B, n_rings, C, H, W)
-    boxes = _box_sums(image, radii) if support == "square" else {}
+    top = max(radii)
+    n_rings = len(ring_table(top))
+    if sums == "conv" or (sums == "auto" and image.is_cuda):
+        box_radii = tuple(radii) if support == "square" else ()
+        every = _BankSums.apply(image, ring_bank(top, box_radii).to(image))  # (B, n_rings + boxes, C, H, W)
+        rings = every[:, :n_rings]
+        boxes = {r: every[:, n_rings + index] for index, r in enumerate(box_radii)}
+    else:
+        rings = _RingSums.apply(image, top)  # (B, n_rings, C, H, W)
+        boxes = _box_sums(image, radii) if support == "square" else {}
     output = weights[:, :1] * image
     coefficients = 0
     for index, (seed, radius) in enumerate(zip(seeds, radii)):
-        matrix, counts, n_corners = (t if isinstance(t, int) else t.to(seed) for t in ring_weights(radius))
+        matrix, counts, n_corners = _ring_weights_on(radius, seed.device, seed.dtype)
         seed = seed.abs()
         peak = seed.amax(dim=1, keepdim=True).detach()  # softmax is shift invariant: a stabiliser only
         exps = torch.exp(torch.einsum("dk,bkhw->bdhw", matrix, seed) - peak)
@@ -184,7 +257,7 @@ def ring_reblur(
         coefficients = coefficients + F.pad(gain * exps, (0, 0, 0, 0, 0, n_rings - len(counts)))
         if support == "square":
             output = output + (gain * corner) * boxes[radius]
-    return output + (coefficients.unsqueeze(2) * sums).sum(dim=1)
+    return output + (coefficients.unsqueeze(2) * rings).sum(dim=1)
 
 
 def direct_reblur(
