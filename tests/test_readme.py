@@ -33,3 +33,12 @@ def test_every_command_in_the_table_exists():
     named = set(re.findall(r"^\| `jdrl (\w+)", table, flags=re.M))
     commands = set(build_parser()._subparsers._group_actions[0].choices)
     assert named and named <= commands, named - commands
+
+
+def test_the_command_line_answers_help_without_importing_torch():
+    import subprocess
+    import sys
+
+    code = "import sys; from jdrl.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

@@ -20,8 +20,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # the CLI imports this module to build its --help: no torch at import time
+    import torch
 
 #: bundled photos kept out of training; the demo scores the models on these only
 HELD_OUT = ("coffee", "motorcycle_right", "astronaut", "chelsea")
