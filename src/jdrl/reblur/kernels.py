@@ -139,6 +139,12 @@ def ring_bank(radius: int, box_radii: tuple[int, ...] = ()) -> torch.Tensor:
     return bank
 
 
+@lru_cache(maxsize=None)
+def _ring_bank_on(radius: int, box_radii: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """:func:`ring_bank` on a device, made once."""
+    return ring_bank(radius, box_radii).to(device, dtype)
+
+
 class _BankSums(torch.autograd.Function):
     """``(B, C, H, W)`` -> ``(B, n_filters, C, H, W)``: one zero-padded correlation with a 0/1 filter bank.
 
@@ -235,7 +241,8 @@ def ring_reblur(
     n_rings = len(ring_table(top))
     if sums == "conv" or (sums == "auto" and image.is_cuda):
         box_radii = tuple(radii) if support == "square" else ()
-        every = _BankSums.apply(image, ring_bank(top, box_radii).to(image))  # (B, n_rings + boxes, C, H, W)
+        bank = _ring_bank_on(top, box_radii, image.device, image.dtype)
+        every = _BankSums.apply(image, bank)  # (B, n_rings + boxes, C, H, W)
         rings = every[:, :n_rings]
         boxes = {r: every[:, n_rings + index] for index, r in enumerate(box_radii)}
     else:
