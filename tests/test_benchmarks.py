@@ -1,0 +1,51 @@
+"""The benchmark scripts run end to end at a tiny scale (their figures come from full-size runs)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+TINY_DEMO = {"train_pairs": 2, "eval_pairs": 1, "size": 64, "crop": 32, "batch": 2, "width": 0.0625,
+             "warmup": 1, "reblur_features": 4}
+
+
+def run(script: str, *args: str, cwd: Path) -> str:
+    result = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True,
+                            cwd=cwd, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.mark.slow
+def test_curves_gives_a_curve_per_run(tmp_path):
+    out = run("curves.py", "--configs", f"tiny={json.dumps(TINY_DEMO)}", "--groups", "main", "masks",
+              "--steps", "2", "--val-every", "1", "--parallel", "2", "--out", str(tmp_path), cwd=tmp_path)
+    rows = json.loads((tmp_path / "curves.json").read_text())
+    assert [r["variant"] for r in rows] == ["oracle", "pixel", "jdrl", "mask paper", "mask parametric"]
+    assert all([p["step"] for p in r["curve"]] == [1, 2] for r in rows)
+    assert "| tiny" in out and (tmp_path / "curves.md").is_file()
+
+
+@pytest.mark.slow
+def test_misalignment_benchmark_writes_its_tables(tmp_path):
+    args = ["--groups", "main", "--steps", "2", "--train-pairs", "2", "--eval-pairs", "1", "--size", "64",
+            "--crop", "32", "--batch", "2", "--width", "0.0625", "--out", str(tmp_path)]
+    out = run("misalignment.py", *args, cwd=tmp_path)
+    tables = json.loads((tmp_path / "results.json").read_text())
+    assert list(tables["main"]) == ["input", "oracle", "pixel", "jdrl"]
+    assert "| jdrl |" in out
+
+
+@pytest.mark.slow
+def test_reblur_and_train_step_benchmarks_print_their_tables(tmp_path):
+    reblur = run("reblur.py", "--sizes", "32", "--repeats", "1", "--devices", "cpu", "--sums", "shift", "conv",
+                 cwd=tmp_path)
+    assert reblur.count("| cpu | 32 |") == 2
+    step = run("train_step.py", "--width", "0.0625", "--crop", "32", "--steps", "1", cwd=tmp_path)
+    assert "| jdrl (full objective) |" in step
+    deblur = run("deblur.py", "--size", "96x64", "--tile", "64", "--overlap", "16", "--whole", "32",
+                 "--net-width", "0.0625", "--repeats", "1", cwd=tmp_path)
+    assert "| jdrl deblur, tiled | 96x64 |" in deblur and "| deblur_image, whole | 32x32 |" in deblur
