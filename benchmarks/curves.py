@@ -51,11 +51,20 @@ def job_list(args) -> list[tuple[str, dict, object]]:
     return jobs
 
 
+def source_split(args) -> tuple[list | None, list | None]:
+    """``(train, held-out)`` photos of ``--sources``; ``(None, None)``: the demo's bundled split."""
+    from jdrl.data.synthetic import folder_sources
+
+    if not args.sources:
+        return None, None
+    sources = folder_sources(args.sources)
+    return sources[: -args.held_out], sources[-args.held_out:]
+
+
 def run_one(args, index: int) -> None:
     import cv2
     import torch
 
-    from jdrl.data.synthetic import folder_sources
     from jdrl.demo import DemoSettings, make_datasets, variant_overrides
     from jdrl.training import train
     from jdrl.training.data import AlignedTargets
@@ -64,11 +73,7 @@ def run_one(args, index: int) -> None:
     cv2.setNumThreads(1)
     _, overrides, variant = job_list(args)[index]
     settings = DemoSettings(**{**overrides, "steps": args.steps, "device": args.device, "seed": args.seed})
-    train_sources = eval_sources = None
-    if args.sources:
-        sources = folder_sources(args.sources)
-        train_sources, eval_sources = sources[: -args.held_out], sources[-args.held_out:]
-    train_set, eval_set = make_datasets(settings, train_sources, eval_sources)
+    train_set, eval_set = make_datasets(settings, *source_split(args))
     data = AlignedTargets(train_set) if variant.aligned_targets else train_set
     run_dir = Path(args.out) / "runs" / f"{index:02d}"
     start = time.perf_counter()
@@ -109,16 +114,13 @@ def markdown(args, rows: list[dict], inputs: dict) -> str:
 
 
 def input_psnr(args, jobs) -> dict:
-    from jdrl.data.synthetic import folder_sources
     from jdrl.demo import DemoSettings, make_datasets
     from jdrl.evaluation.protocol import evaluate
 
-    found = {}
+    found, split = {}, source_split(args)
     for name, overrides, _ in jobs:
         if name not in found:
             settings = DemoSettings(**{**overrides, "seed": args.seed})
-            sources = folder_sources(args.sources) if args.sources else None
-            split = (sources[: -args.held_out], sources[-args.held_out:]) if sources else (None, None)
             found[name] = evaluate(make_datasets(settings, *split)[1], None).means["psnr_aligned"]
     return found
 

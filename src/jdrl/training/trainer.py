@@ -85,7 +85,7 @@ class Trainer:
         self.sampler = EpochBatchSampler(len(self.train_set), config.data.batch_size, config.run.seed,
                                          self.dist.rank, self.dist.world)
         self.epoch = self.step = self.batch_in_epoch = 0
-        self.stats = {"bad_steps": 0, "consecutive_bad": 0}
+        self.stats = {"bad_steps": 0, "consecutive_bad": 0, "scaler_skips": 0}
         self.best: dict = {"metric": None, "value": None, "step": None}
         self._stop_requested = False
         self._bar = _NoBar()  # the run's progress bar, made by fit()
@@ -252,14 +252,15 @@ class Trainer:
         loss_finite = not distributed.any_rank(self.dist, not bool(torch.isfinite(total)))
         # fp16: gradients that overflow the loss scale are the scaler's business, not bad data: it skips
         # the update and lowers its scale (that happens in the first steps of every fp16 run).
-        overflow = self.scaler is not None and loss_finite and not self._grads_finite()
-        finite = loss_finite and (overflow or self._grads_finite())
+        grads_finite = loss_finite and self._grads_finite()
+        overflow = self.scaler is not None and loss_finite and not grads_finite
+        finite = grads_finite or overflow
         if finite:
             if self.config.optim.grad_clip and not overflow:
                 nn.utils.clip_grad_norm_(self._trained_parameters(), self.config.optim.grad_clip)
             (self.scaler.step if self.scaler else lambda o: o.step())(self.optimizer)
             self.stats["consecutive_bad"] = 0
-            self.stats["scaler_skips"] = self.stats.get("scaler_skips", 0) + int(overflow)
+            self.stats["scaler_skips"] += int(overflow)
         else:
             self.optimizer.zero_grad(set_to_none=True)
             self.stats["bad_steps"] += 1
@@ -313,7 +314,8 @@ class Trainer:
                     samples.append(panels)
 
             result = evaluate(val_set, self.net, flow=flow, device=self.device, tile=self.config.run.val_tile,
-                              on_image=keep_sample if self.config.run.samples else None, panel_size=SAMPLE_SIDE, mask_mode=self.config.loss.mask)
+                              on_image=keep_sample if self.config.run.samples else None, panel_size=SAMPLE_SIDE,
+                              mask_mode=self.config.loss.mask)
             means = result.means
             self.logger.validation(self, means, sample_grid(samples))
             self._update_best(means)
