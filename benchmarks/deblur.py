@@ -59,10 +59,10 @@ def measure_whole(height: int, width: int, device: str, net_width: float, repeat
     import torch
 
     from jdrl.inference import deblur_image
-    from jdrl.nets import build_net
+    from jdrl.nets import create_net
 
     torch.manual_seed(0)
-    net = build_net("unet", width=net_width).eval().to(device)
+    net = create_net("unet", width=net_width).eval().to(device)
     if device.startswith("cuda"):
         net.to(memory_format=torch.channels_last)
     image = np.random.default_rng(0).random((height, width, 3), dtype=np.float32)
@@ -96,25 +96,15 @@ def _child(args: list[str]) -> dict:
 # ---------------------------------------------------------------- set-up
 
 
-def write_checkpoint(path: Path, net_width: float) -> Path:
+def save_random_unet(path: Path, net_width: float) -> Path:
     """A jdrl checkpoint of a randomly initialised UNet (as a training run would save it)."""
     import torch
 
-    from jdrl.checkpoint import atomic_save
-    from jdrl.nets import build_net
+    from jdrl.checkpoint import network_checkpoint, write_checkpoint
+    from jdrl.nets import create_net
 
     torch.manual_seed(0)
-    net = build_net("unet", width=net_width)
-    return atomic_save(
-        {
-            "format": "jdrl.checkpoint",
-            "format_version": 1,
-            "net": {"name": "unet", "options": {"width": net_width}, "state_dict": net.state_dict()},
-            "reblur": None,
-            "progress": {"epoch": 0, "step": 0, "batch_in_epoch": 0},
-        },
-        path,
-    )
+    return write_checkpoint(network_checkpoint(create_net("unet", width=net_width)), path)
 
 
 def write_texture(path: Path, width: int, height: int, seed: int = 0) -> Path:
@@ -214,7 +204,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="jdrl-bench-") as tmp:
         folder = Path(tmp)
         if not args.no_tiled:
-            checkpoint = write_checkpoint(folder / "unet.pt", args.net_width)
+            checkpoint = save_random_unet(folder / "unet.pt", args.net_width)
             print(tiled_row(args, folder, checkpoint), flush=True)
         for side in args.whole:
             print(whole_row(args, side), flush=True)

@@ -23,7 +23,7 @@ COLUMNS = ("psnr", "ssim", "mae", "psnr_deformed", "ssim_deformed", "mae_deforme
 
 
 def main() -> None:
-    from jdrl.checkpoint import load_network
+    from jdrl.nets import create_net
     from jdrl.data.datasets import PairedImageDataset
     from jdrl.data.pairs import load_pairs
     from jdrl.evaluation.protocol import evaluate
@@ -44,7 +44,7 @@ def main() -> None:
     flow = build_flow(args.flow)
     rows = {"input": evaluate(dataset, None, flow=flow, progress=bar("input")).means}
     for path in args.checkpoint:
-        net, info = load_network(path)
+        net = create_net(checkpoint=path)
         rows[Path(path).parent.name + "/" + Path(path).name] = evaluate(
             dataset, net, flow=flow, tile=args.tile, progress=bar(Path(path).name)).means
     header = "| model | " + " | ".join(COLUMNS) + " |\n|---|" + "---|" * len(COLUMNS)

@@ -52,7 +52,7 @@ def time_steps(net, loss_fn, blur, sharp, stage: str, steps: int, amp: str | Non
 
 def main() -> None:
     from jdrl.losses import JDRLConfig, JDRLLoss
-    from jdrl.nets import build_net
+    from jdrl.nets import create_net
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--net", default="unet")
@@ -68,7 +68,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     options = {"width": args.width} if args.net == "unet" else {}
-    net = build_net(args.net, **options).to(args.device).train()
+    net = create_net(args.net, **options).to(args.device).train()
     blur, sharp = make_batch(args.crop, args.batch, args.device)
     rows = []
     configs = {

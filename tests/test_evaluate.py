@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from jdrl.checkpoint import atomic_save
+from jdrl.checkpoint import make_checkpoint, write_checkpoint
 from jdrl.cli import main
 from jdrl.data.synthetic import SynthParams
 from jdrl.data.datasets import SyntheticPairs
@@ -19,7 +19,7 @@ from jdrl.evaluation.protocol import METRIC_COLUMNS, crop_released, resolve_bord
 from jdrl.evaluation.metrics import psnr
 from jdrl.evaluation.report import read_metrics_csv
 from jdrl.images import image_to_tensor, write_image
-from jdrl.nets import build_net
+from jdrl.nets import create_net
 from tests.conftest import textured_image
 
 
@@ -36,7 +36,7 @@ def tiny_synthetic(rng: np.random.Generator, n: int = 2, size: int = 48) -> Synt
 
 
 def tiny_unet() -> torch.nn.Module:
-    return build_net("unet", width=0.0625)
+    return create_net("unet", width=0.0625)
 
 
 class FakeLPIPS:
@@ -147,7 +147,7 @@ def test_released_crops_as_documented():
     assert mpr.shape[-2:] == (32, 40) and torch.equal(mpr, image[..., 2:34, 2:42])  # centre, x8
     assert crop_released(image, "reflect") is image
     assert resolve_border("released", tiny_unet()) == "released-unet"
-    assert resolve_border("released", build_net("mprnet", width=0.05)) == "released-mprnet"
+    assert resolve_border("released", create_net("mprnet", width=0.05)) == "released-mprnet"
     with pytest.raises(ValueError, match="released-unet or released-mprnet"):
         resolve_border("released", None)
     with pytest.raises(ValueError, match="border must be one of"):
@@ -195,9 +195,7 @@ def test_keep_images_and_on_image_give_labelled_panels(rng):
 
 
 def unet_checkpoint(path: Path) -> Path:
-    atomic_save({"format": "jdrl.checkpoint", "format_version": 1,
-                 "net": {"name": "unet", "options": {"width": 0.0625}, "state_dict": tiny_unet().state_dict()},
-                 "reblur": None, "progress": {"epoch": 0, "step": 7, "batch_in_epoch": 0}}, path)
+    write_checkpoint(make_checkpoint("unet", {"width": 0.0625}, tiny_unet().state_dict(), progress={"step": 7}), path)
     return path
 
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from jdrl.checkpoint import atomic_save
+from jdrl.checkpoint import network_checkpoint, write_checkpoint
 from jdrl.cli import main
 from jdrl.errors import ConfigError
 from jdrl.export import ExportVerificationError, export_onnx, verify_onnx
-from jdrl.nets import build_net
+from jdrl.nets import create_net
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -22,7 +22,7 @@ TINY = 0.0625
 
 def tiny_unet(channel_order: str = "rgb"):
     torch.manual_seed(0)
-    return build_net("unet", width=TINY, channel_order=channel_order).eval()
+    return create_net("unet", width=TINY, channel_order=channel_order).eval()
 
 
 def run_onnx(path, blurry: torch.Tensor) -> np.ndarray:
@@ -107,16 +107,7 @@ def test_missing_onnx_names_the_extra(tmp_path, monkeypatch):
 def save_checkpoint(path, channel_order: str = "bgr"):
     net = tiny_unet(channel_order)
     options = {"width": TINY, "channel_order": channel_order}
-    return atomic_save(
-        {
-            "format": "jdrl.checkpoint",
-            "format_version": 1,
-            "net": {"name": "unet", "options": options, "state_dict": net.state_dict()},
-            "reblur": None,
-            "progress": {"epoch": 0, "step": 0, "batch_in_epoch": 0},
-        },
-        path,
-    )
+    return write_checkpoint(network_checkpoint(net, "unet", **options), path)
 
 
 def test_cli_exports_and_reports_the_verification(tmp_path, capsys):

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from jdrl.checkpoint import atomic_save
+from jdrl.checkpoint import network_checkpoint, write_checkpoint
 from jdrl.cli import main
 from jdrl.inference import (
     axis_weights,
@@ -18,7 +18,7 @@ from jdrl.inference import (
     resolve_tile,
     tile_starts,
 )
-from jdrl.nets import build_net
+from jdrl.nets import create_net
 from tests.conftest import textured_image
 
 TINY = 0.0625
@@ -47,7 +47,7 @@ def as_batch(image: np.ndarray) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def tiny_unet() -> nn.Module:
     torch.manual_seed(0)
-    return build_net("unet", width=TINY).eval()  # default (Kaiming) init: outputs vary strongly with context
+    return create_net("unet", width=TINY).eval()  # default (Kaiming) init: outputs vary strongly with context
 
 
 # ---------------------------------------------------------------- tiling
@@ -152,7 +152,7 @@ def test_overlap_must_be_smaller_than_the_tile(rng):
 
 
 def test_cli_overlap_default_fits_the_tile():
-    from jdrl.cli.deblur import resolve_overlap
+    from jdrl.deblurring import resolve_overlap
     from jdrl.errors import ConfigError
 
     assert resolve_overlap(None, None) == resolve_overlap("auto", None) == resolve_overlap(1024, None) == 256
@@ -175,7 +175,7 @@ def test_auto_tile_runs_small_images_whole():
 def test_cuda_tiles_match_the_cpu(tiny_unet, rng):
     image = textured_image(rng, 200, 260)
     cpu = deblur_image(tiny_unet, image, tile=128, overlap=32)
-    gpu_net = build_net("unet", width=TINY).eval()
+    gpu_net = create_net("unet", width=TINY).eval()
     gpu_net.load_state_dict(tiny_unet.state_dict())
     gpu = deblur_image(gpu_net, image, tile=128, overlap=32, device="cuda")
     np.testing.assert_allclose(gpu, cpu, atol=1e-3)
@@ -186,16 +186,7 @@ def test_cuda_tiles_match_the_cpu(tiny_unet, rng):
 
 
 def save_checkpoint(path, net: nn.Module, width: float = TINY):
-    return atomic_save(
-        {
-            "format": "jdrl.checkpoint",
-            "format_version": 1,
-            "net": {"name": "unet", "options": {"width": width}, "state_dict": net.state_dict()},
-            "reblur": None,
-            "progress": {"epoch": 0, "step": 0, "batch_in_epoch": 0},
-        },
-        path,
-    )
+    return write_checkpoint(network_checkpoint(net, "unet", width=width), path)
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from jdrl.errors import UnknownNameError, WeightsError
-from jdrl.nets import build_net, count_parameters, load_released, net_names, released_reblur_state
+from jdrl.nets import count_parameters, create_net, net_names
+from jdrl.nets.released import released_reblur_state
 from tests.conftest import shared_path
 
 UNET_PARAMS = 31_033_411
@@ -29,13 +30,13 @@ def _shapes(net: torch.nn.Module) -> dict[str, list[int]]:
 def full_unet() -> torch.nn.Module:
     """The paper-size UNet on the CPU, built once (about 120 MB)."""
     torch.manual_seed(0)
-    return build_net("unet").eval()
+    return create_net("unet").eval()
 
 
 def test_registry_lists_both_networks_and_rejects_unknown_names():
     assert {"unet", "mprnet"} <= set(net_names())
     with pytest.raises(UnknownNameError, match="unet"):
-        build_net("no_such_net")
+        create_net("no_such_net")
 
 
 def test_unet_has_the_paper_parameter_count_and_released_init(full_unet):
@@ -56,7 +57,7 @@ def test_unet_matches_the_released_manifest(full_unet):
 def test_mprnet_matches_the_official_manifest():
     manifest = _manifest("mprnet")
     with torch.device("meta"):
-        net = build_net("mprnet")
+        net = create_net("mprnet")
     assert _shapes(net) == manifest["keys"]
     assert sum(t.numel() for t in net.state_dict().values()) == manifest["num_params"]
     # One PReLU shared by every block, as in the official code: its 55 state-dict copies are one parameter.
@@ -66,7 +67,7 @@ def test_mprnet_matches_the_official_manifest():
 
 @pytest.mark.parametrize("name, opts", [("unet", TINY_UNET), ("mprnet", TINY_MPRNET)])
 def test_forward_keeps_the_shape_on_non_square_multiples(name, opts):
-    net = build_net(name, **opts).eval()
+    net = create_net(name, **opts).eval()
     x = torch.rand(1, 3, 48, 80)
     with torch.no_grad():
         y = net(x)
@@ -75,20 +76,20 @@ def test_forward_keeps_the_shape_on_non_square_multiples(name, opts):
 
 @pytest.mark.parametrize("name, opts", [("unet", TINY_UNET), ("mprnet", TINY_MPRNET)])
 def test_badly_sized_input_gives_a_readable_error(name, opts):
-    net = build_net(name, **opts)
+    net = create_net(name, **opts)
     with pytest.raises(ValueError, match="multiples of"):
         net(torch.rand(1, 3, 52, 80))
 
 
 def test_unet_output_is_a_sigmoid_image():
-    net = build_net("unet", **TINY_UNET).eval()
+    net = create_net("unet", **TINY_UNET).eval()
     with torch.no_grad():
         y = net(torch.rand(1, 3, 32, 32))
     assert 0 < y.min() and y.max() < 1
 
 
 def test_unet_two_by_two_conv_pads_right_and_bottom_only():
-    net = build_net("unet", **TINY_UNET)
+    net = create_net("unet", **TINY_UNET)
     conv = net.up6[1]
     x = torch.rand(1, conv.in_channels, 6, 5)
     expected = F.conv2d(F.pad(x, [0, 1, 0, 1]), conv.weight, conv.bias)
@@ -97,7 +98,7 @@ def test_unet_two_by_two_conv_pads_right_and_bottom_only():
 
 
 def test_unet_decoder_upsamples_nearest_and_concatenates_upsampled_first():
-    net = build_net("unet", **TINY_UNET)
+    net = create_net("unet", **TINY_UNET)
     x5 = torch.rand(1, net.up6[1].in_channels, 2, 3)
     up = net.up6(x5)
     expected = net.up6[1](x5.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3))
@@ -106,15 +107,15 @@ def test_unet_decoder_upsamples_nearest_and_concatenates_upsampled_first():
 
 
 def test_bgr_weights_take_and_return_rgb():
-    rgb_net = build_net("unet", **TINY_UNET).eval()
-    bgr_net = build_net("unet", channel_order="bgr", **TINY_UNET).eval()
+    rgb_net = create_net("unet", **TINY_UNET).eval()
+    bgr_net = create_net("unet", channel_order="bgr", **TINY_UNET).eval()
     bgr_net.load_state_dict(rgb_net.state_dict())
     x = torch.rand(1, 3, 32, 48)
     with torch.no_grad():
         assert torch.allclose(bgr_net(x), rgb_net(x.flip(1)).flip(1), atol=1e-6)
     assert set(bgr_net.state_dict()) == set(rgb_net.state_dict())
     with pytest.raises(ValueError, match="channel_order"):
-        build_net("unet", channel_order="yuv")
+        create_net("unet", channel_order="yuv")
 
 
 def _official_mprnet_forward(net: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
@@ -141,7 +142,7 @@ def _official_mprnet_forward(net: torch.nn.Module, x: torch.Tensor) -> list[torc
 
 
 def test_mprnet_batched_patches_equal_the_official_patch_by_patch_forward():
-    net = build_net("mprnet", **TINY_MPRNET).eval()
+    net = create_net("mprnet", **TINY_MPRNET).eval()
     for p in net.parameters():  # move away from the init so that every path matters
         p.data.add_(0.05 * torch.randn_like(p))
     x = torch.rand(1, 3, 16, 32)
@@ -162,7 +163,7 @@ def test_released_unet_checkpoint_loads_strictly_and_hides_bgr(full_unet, tmp_pa
         {"epoch": 3, "global_step": 10, "G_state_dict": state, "Reblur_state_dict": reblur, "G_opt": {"state": {}}},
         path,
     )
-    net = load_released(path)
+    net = create_net(checkpoint=path)
     assert net.channel_order == "bgr" and not net.training
     x = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
@@ -171,25 +172,25 @@ def test_released_unet_checkpoint_loads_strictly_and_hides_bgr(full_unet, tmp_pa
 
 
 def test_released_mprnet_checkpoint_and_bare_state_dicts_are_detected():
-    source = build_net("mprnet")
+    source = create_net("mprnet")
     wrapped = {"state_dict": {f"module.{k}": v for k, v in source.state_dict().items()}}
-    net = load_released(wrapped)
+    net = create_net(checkpoint=wrapped)
     assert type(net).__name__ == "MPRNet"
     assert torch.equal(net.tail.weight, source.tail.weight)
     assert released_reblur_state(wrapped) is None
-    tiny = build_net("unet", **TINY_UNET)
-    assert load_released(tiny.state_dict(), width=TINY_UNET["width"], channel_order="rgb").channel_order == "rgb"
+    tiny = create_net("unet", **TINY_UNET)
+    assert create_net(checkpoint=tiny.state_dict(), width=TINY_UNET["width"], channel_order="rgb").channel_order == "rgb"
 
 
 def test_mismatched_file_names_the_bad_keys_and_shapes(tmp_path):
-    tiny = build_net("unet", **TINY_UNET)
+    tiny = create_net("unet", **TINY_UNET)
     state = {f"module.{k}": v for k, v in tiny.state_dict().items()}
     state["module.encoder.block1.0.weight"] = torch.zeros(4, 3, 5, 5)
     state["module.extra.weight"] = state.pop("module.out.0.bias")
     path = tmp_path / "tiny.pth"
     torch.save({"epoch": 0, "global_step": 0, "G_state_dict": state, "Reblur_state_dict": {}, "G_opt": {}}, path)
     with pytest.raises(WeightsError) as error:
-        load_released(path, width=TINY_UNET["width"])
+        create_net(checkpoint=path, width=TINY_UNET["width"])
     message = str(error.value)
     assert str(path) in message
     assert "encoder.block1.0.weight: file (4, 3, 5, 5) vs model (4, 3, 3, 3)" in message
@@ -198,15 +199,15 @@ def test_mismatched_file_names_the_bad_keys_and_shapes(tmp_path):
 
 def test_unrecognised_and_unreadable_files_are_weights_errors(tmp_path):
     with pytest.raises(WeightsError, match="neither"):
-        load_released({"conv.weight": torch.zeros(1)})
+        create_net(checkpoint={"conv.weight": torch.zeros(1)})
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(WeightsError, match="bad.pth"):
-        load_released(bad)
+        create_net(checkpoint=bad)
 
 
 def test_mprnet_refuses_unshared_prelu_weights():
-    net = build_net("mprnet", **TINY_MPRNET)
+    net = create_net("mprnet", **TINY_MPRNET)
     state = net.state_dict()
     state["shallow_feat2.1.body.1.weight"] = torch.tensor([0.5])
     with pytest.raises(WeightsError, match="shares one PReLU"):
@@ -224,9 +225,9 @@ def test_cli_lists_the_networks(capsys):
 def test_residual_unet_starts_as_the_identity_and_keeps_the_parameters():
     import torch
 
-    from jdrl.nets import build_net
+    from jdrl.nets import create_net
 
-    plain, residual = build_net("unet", width=0.0625), build_net("unet", width=0.0625, residual=True)
+    plain, residual = create_net("unet", width=0.0625), create_net("unet", width=0.0625, residual=True)
     assert plain.state_dict().keys() == residual.state_dict().keys()
     x = torch.rand(1, 3, 32, 48).clamp(0.01, 0.99)
     assert torch.allclose(residual.eval()(x), x, atol=1e-5)

@@ -17,7 +17,7 @@ def _python_blocks() -> list[str]:
 def test_the_training_loop_example_runs_and_trains_the_reblur_module_too():
     (example,) = [block for block in _python_blocks() if "JDRLLoss" in block]
     # the same code, made small: a narrow UNet, 16 epochs (15 warm-up + 1 full) of one batch
-    example = example.replace('build_net("unet")', 'build_net("unet", width=0.0625)').replace("range(100)", "range(16)")
+    example = example.replace('create_net("unet")', 'create_net("unet", width=0.0625)').replace("range(100)", "range(16)")
     generator = torch.Generator().manual_seed(0)
     sharp = torch.rand(2, 3, 64, 64, generator=generator)
     blurry = torch.nn.functional.avg_pool2d(sharp, 3, 1, 1)

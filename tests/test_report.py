@@ -30,7 +30,7 @@ from jdrl.evaluation.report import (
     write_report,
     write_results,
 )
-from jdrl.nets import build_net
+from jdrl.nets import create_net
 from tests.conftest import textured_image
 
 
@@ -39,7 +39,7 @@ def results() -> list[EvalResult]:
     """A tiny network and the input baseline on two synthetic pairs, thumbnails kept for the network."""
     source = textured_image(np.random.default_rng(7), 160, 160)
     dataset = SyntheticPairs(2, SynthParams(size=64), seed=5, sources=[("texture", source)])
-    net = evaluate(dataset, build_net("unet", width=0.0625), label="unet", keep_images=True)
+    net = evaluate(dataset, create_net("unet", width=0.0625), label="unet", keep_images=True)
     return [net, evaluate(dataset, None)]
 
 

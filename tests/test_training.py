@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import jdrl
-from jdrl.checkpoint import atomic_save, find_latest, read_checkpoint
+from jdrl.checkpoint import find_latest, make_checkpoint, read_checkpoint, write_checkpoint
 from jdrl.cli import main
 from jdrl.config import preset_names
 from jdrl.data.synthetic import SynthParams
@@ -129,7 +129,7 @@ def test_resume_is_exact(sources, tmp_path):
 
 
 def test_a_save_interrupted_half_way_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    atomic_save({"format": "jdrl.checkpoint", "progress": {"step": 1}, "x": torch.ones(3)}, tmp_path / "last.pt")
+    write_checkpoint(make_checkpoint("unet", {}, {}, progress={"step": 1}, x=torch.ones(3)), tmp_path / "last.pt")
 
     def broken_save(obj, handle):
         handle.write(b"half a checkpoint")
@@ -137,7 +137,7 @@ def test_a_save_interrupted_half_way_keeps_the_previous_checkpoint(tmp_path, mon
 
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
-        atomic_save({"x": torch.zeros(3)}, tmp_path / "last.pt")
+        write_checkpoint(make_checkpoint("unet", {}, {}, x=torch.zeros(3)), tmp_path / "last.pt")
     monkeypatch.undo()
     assert torch.equal(read_checkpoint(tmp_path / "last.pt")["x"], torch.ones(3))
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
@@ -282,9 +282,9 @@ def test_bad_files_stop_training_before_the_first_step(tmp_path, capsys):
 
 
 def test_released_unet_checkpoint_initialises_training_with_bgr(sources, tmp_path):
-    from jdrl.nets import build_net
+    from jdrl.nets import create_net
 
-    net = build_net("unet", width=0.0625)
+    net = create_net("unet", width=0.0625)
     released = {"epoch": 3, "global_step": 30, "G_state_dict": {f"module.{k}": v for k, v in net.state_dict().items()},
                 "G_opt": {}}
     torch.save(released, tmp_path / "released.pth")
@@ -293,7 +293,8 @@ def test_released_unet_checkpoint_initialises_training_with_bgr(sources, tmp_pat
                 run_dir=tmp_path / "run", datasets=(tiny_data(sources, n=2), None), quiet=True)
     checkpoint = read_checkpoint(run / "last.pt")
     assert checkpoint["net"]["options"]["channel_order"] == "bgr"
-    loaded, info = jdrl.load_network(run / "last.pt")
+    loaded = jdrl.create_net(checkpoint=run / "last.pt")
+    info = loaded.jdrl_spec.as_dict()
     assert info["options"]["channel_order"] == "bgr" and loaded.channel_order == "bgr"
 
 
@@ -325,14 +326,14 @@ def test_ddp_with_two_cpu_processes(tmp_path):
 
 
 def test_cli_init_from_a_released_file_loads_its_reblur_module_and_resume_auto_continues(tmp_path):
-    from jdrl.nets import build_net
+    from jdrl.nets import create_net
     from jdrl.reblur.module import ReblurModule
 
     rng = np.random.default_rng(5)
     for i in range(2):
         write_image(tmp_path / "src" / f"s{i}.png", textured_image(rng, 64, 64))
     torch.manual_seed(1)
-    net, reblur = build_net("unet", width=0.0625), ReblurModule(features=8)
+    net, reblur = create_net("unet", width=0.0625), ReblurModule(features=8)
     released = {"epoch": 3, "global_step": 30, "G_opt": {},
                 "G_state_dict": {f"module.{k}": v for k, v in net.state_dict().items()},
                 "Reblur_state_dict": {f"module.{k}": v for k, v in reblur.state_dict().items()}}
@@ -354,10 +355,10 @@ def test_cli_init_from_a_released_file_loads_its_reblur_module_and_resume_auto_c
 
 
 def test_a_released_reblur_module_that_does_not_fit_the_variant_is_left_out_with_a_note(sources, tmp_path, capsys):
-    from jdrl.nets import build_net
+    from jdrl.nets import create_net
     from jdrl.reblur.module import ReblurModule
 
-    released = {"G_state_dict": build_net("unet", width=0.0625).state_dict(),
+    released = {"G_state_dict": create_net("unet", width=0.0625).state_dict(),
                 "Reblur_state_dict": ReblurModule(features=8).state_dict()}
     torch.save(released, tmp_path / "released.pth")
     run = train("ablation_5", TINY + ["schedule.total=1", f"net.init={tmp_path / 'released.pth'}"],

@@ -2,7 +2,7 @@
 
 The public API is imported lazily, so ``import jdrl`` costs nothing until a name is used::
 
-    from jdrl import JDRLLoss, build_net, build_flow, calibration_mask, isotropic_reblur
+    from jdrl import JDRLLoss, create_net, build_flow, calibration_mask, isotropic_reblur
 """
 
 from __future__ import annotations
@@ -29,9 +29,8 @@ _EXPORTS = {
     "JDRLConfig": "jdrl.losses",
     "charbonnier": "jdrl.losses",
     # networks, training, evaluation, inference
-    "build_net": "jdrl.nets",
-    "load_released": "jdrl.nets",
-    "load_network": "jdrl.checkpoint",
+    "create_net": "jdrl.nets",
+    "deblur_files": "jdrl.deblurring",
     "train": "jdrl.training",
     "TrainConfig": "jdrl.training.config",
     "evaluate": "jdrl.evaluation",

@@ -1,4 +1,4 @@
-"""Checkpoints: what they hold, atomic writing, finding the newest good one, loading networks.
+"""The jdrl checkpoint schema: writing, reading (``weights_only=True``), finding the newest valid one.
 
 A jdrl checkpoint (BasicSR-like: everything needed to resume or to deploy) is a
 dict with ``format == "jdrl.checkpoint"`` and
@@ -6,13 +6,15 @@ dict with ``format == "jdrl.checkpoint"`` and
 ``net``        ``{"name", "options", "state_dict"}`` - enough to rebuild the network
 ``reblur``     ``{"options", "state_dict"}`` or ``None``
 ``optimizer``, ``scaler``   their state dicts (``scaler`` may be ``None``)
+``scheduler``  the learning rate and its rule (informative: resuming recomputes it)
 ``progress``   ``{"epoch", "step", "batch_in_epoch"}``: where training stands
 ``rng``        torch / CUDA / numpy / python generator states
-``stats``      counters (skipped non-finite steps, ...), ``best`` validation score
+``stats``      counters (skipped non-finite steps, ...); ``best``: the best validation score
 ``config``     the resolved training config (plain data), ``versions``
 
-Files are written to a temporary name in the same folder, flushed to disk and
-renamed over the target, so a crash mid-write leaves the previous file intact.
+:func:`make_checkpoint` is the only place such a dict is assembled. Files are written
+to a temporary name in the same folder, flushed to disk and renamed over the target,
+so a crash mid-write leaves the previous file intact.
 """
 
 from __future__ import annotations
@@ -20,37 +22,101 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
 
 from jdrl.atomic import atomic_write
 from jdrl.errors import WeightsError
-from jdrl.weights import load_strict
+
+if TYPE_CHECKING:
+    from torch import nn
 
 FORMAT = "jdrl.checkpoint"
 FORMAT_VERSION = 1
+TEMP_PATTERN = ".*.pt.*.tmp"  # what atomic_write leaves behind when killed mid-save
+
+
+def make_checkpoint(
+    net_name: str,
+    net_options: Mapping[str, Any],
+    net_state: Mapping[str, torch.Tensor],
+    *,
+    reblur: Mapping[str, Any] | None = None,
+    optimizer: Mapping | None = None,
+    scaler: Mapping | None = None,
+    scheduler: Mapping | None = None,
+    progress: Mapping[str, int] | None = None,
+    rng: Mapping | None = None,
+    stats: Mapping | None = None,
+    best: Mapping | None = None,
+    config: Mapping | None = None,
+    versions: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> dict:
+    """A checkpoint dict in the jdrl schema; only the network is required (a deployable file)."""
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "versions": dict(versions or {}),
+        "config": dict(config or {}),
+        "net": {"name": net_name, "options": dict(net_options), "state_dict": dict(net_state)},
+        "reblur": None if reblur is None else dict(reblur),
+        "optimizer": optimizer,
+        "scaler": scaler,
+        "scheduler": dict(scheduler or {}),
+        "progress": {"epoch": 0, "step": 0, "batch_in_epoch": 0, **(progress or {})},
+        "rng": rng,
+        "stats": dict(stats or {}),
+        "best": dict(best or {}),
+        **extra,
+    }
+
+
+def network_checkpoint(net: nn.Module, name: str | None = None, **options: Any) -> dict:
+    """A deployable checkpoint of ``net`` alone (name and options from :func:`jdrl.create_net` unless given)."""
+    from jdrl.nets.factory import describe
+
+    spec = describe(net)
+    return make_checkpoint(name or spec.name, {**spec.options, **options}, net.state_dict())
+
+
+def write_checkpoint(checkpoint: Mapping, path: str | os.PathLike) -> Path:
+    """Write a dict made by :func:`make_checkpoint` atomically (never a half-written file)."""
+    if checkpoint.get("format") != FORMAT:
+        raise ValueError("write_checkpoint takes dicts made by make_checkpoint")
+    return atomic_save(dict(checkpoint), path)
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to ``path`` via a temporary file + ``os.replace`` (never a half-written file)."""
+    """``torch.save`` to ``path`` via a temporary file + ``os.replace``, flushed to disk first."""
     with atomic_write(path, durable=True) as handle:
         torch.save(obj, handle)
     return Path(path)
 
 
-def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Load any checkpoint file as a dict (jdrl or released), with a readable error."""
+def load_file(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(weights_only=True)`` of any weight file, with one readable error (pickles are never run)."""
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise WeightsError(f"{path} is a folder, not a checkpoint file")
     if not path.is_file():
         raise WeightsError(f"checkpoint {path} not found")
     try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # noqa: BLE001 - truncated, not a torch file, ...
-        raise WeightsError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error})") from None
+        try:
+            return torch.load(path, map_location=map_location, weights_only=True)
+        except UnicodeDecodeError:  # pickled by Python 2 (e.g. the authors' PWC-Net file)
+            return torch.load(path, map_location=map_location, weights_only=True, encoding="latin1")
+    except Exception as error:  # noqa: BLE001 - truncated, not a torch file, a refused pickle, ...
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise WeightsError(f"{path}: not a readable checkpoint ({type(error).__name__}: {reason[:200]})") from None
+
+
+def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Load any checkpoint file as a dict (jdrl or released), with a readable error."""
+    data = load_file(path, map_location)
     if not isinstance(data, Mapping):
-        raise WeightsError(f"{path}: holds no dict")
+        raise WeightsError(f"{Path(path).expanduser()}: holds no dict")
     return dict(data)
 
 
@@ -60,50 +126,20 @@ def is_jdrl_checkpoint(data: Mapping) -> bool:
 
 def find_latest(run_dir: str | os.PathLike) -> Path | None:
     """The checkpoint of ``run_dir`` (``*.pt``) with the most training steps that loads; ``None`` if none."""
-    candidates = []
-    for path in Path(run_dir).glob("*.pt"):
+    return max(scan_run(run_dir)[0], default=(None, None, None))[2]
+
+
+def scan_run(run_dir: str | os.PathLike) -> tuple[list[tuple[int, float, Path]], list[tuple[Path, str]]]:
+    """Every ``*.pt`` of ``run_dir``: the readable jdrl checkpoints as ``(step, mtime, path)``, and the others with why."""
+    good, bad = [], []
+    for path in sorted(Path(run_dir).glob("*.pt")):
         try:
             data = read_checkpoint(path)
-        except WeightsError:
+        except WeightsError as error:
+            bad.append((path, str(error)))
             continue
         if is_jdrl_checkpoint(data):
-            candidates.append((data["progress"]["step"], path.stat().st_mtime, path))
-    return max(candidates)[2] if candidates else None
-
-
-def load_network(
-    path_or_data: str | os.PathLike | Mapping, net: str | None = None, map_location: str | torch.device = "cpu"
-) -> tuple[nn.Module, dict]:
-    """A ready-to-run network (eval mode) from a jdrl checkpoint or an authors' released file.
-
-    Returns ``(network, info)`` where ``info`` says what was loaded
-    (``source``: ``"jdrl"`` or ``"released"``, ``name``, ``options``, ``step``).
-    """
-    from jdrl.nets import build_net
-
-    name, options, state, info = network_spec(path_or_data, net, map_location)
-    network = build_net(name, **options)
-    load_strict(network, state, info["path"])
-    return network.eval(), info
-
-
-def network_spec(
-    path_or_data: str | os.PathLike | Mapping, net: str | None = None, map_location: str | torch.device = "cpu"
-) -> tuple[str, dict, dict, dict]:
-    """``(name, options, state_dict, info)`` of the network in a jdrl or released checkpoint."""
-    from jdrl.nets.released import read_released
-
-    is_path = not isinstance(path_or_data, Mapping)
-    data = read_checkpoint(path_or_data, map_location) if is_path else dict(path_or_data)
-    where = str(path_or_data) if is_path else "checkpoint"
-    if is_jdrl_checkpoint(data):
-        spec = data["net"]
-        if net is not None and net != spec["name"]:
-            raise WeightsError(f"{where} holds a {spec['name']!r} network, not {net!r}")
-        name, options, state = spec["name"], dict(spec.get("options", {})), spec["state_dict"]
-        info = {"source": "jdrl", "step": data["progress"]["step"]}
-    else:
-        name, options, state, _ = read_released(data, net)
-        info = {"source": "released", "step": data.get("global_step")}
-    info.update(name=name, options=options, path=where)
-    return name, options, state, info
+            good.append((int(data["progress"]["step"]), path.stat().st_mtime, path))
+        else:
+            bad.append((path, "not a jdrl training checkpoint"))
+    return good, bad

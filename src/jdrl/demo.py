@@ -120,14 +120,13 @@ def variant_overrides(settings: DemoSettings, variant: Variant) -> list[str]:
 
 def train_variant(settings: DemoSettings, variant: Variant, train_set, run_dir: Path, quiet: bool) -> torch.nn.Module:
     """Train one variant from scratch and return its network (eval mode)."""
-    from jdrl.checkpoint import load_network
+    from jdrl.nets import create_net
     from jdrl.training import train
     from jdrl.training.data import AlignedTargets
 
     data = AlignedTargets(train_set) if variant.aligned_targets else train_set
     folder = train(None, variant_overrides(settings, variant), run_dir=run_dir, datasets=(data, None), quiet=quiet)
-    net, _ = load_network(folder / "last.pt", map_location=settings.device)
-    return net
+    return create_net(checkpoint=folder / "last.pt", map_location=settings.device)
 
 
 def run_variants(

@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+from jdrl.runtime import amp_dtype, net_device
+
 AUTO_TILE_MAX_PIXELS = 2_000_000  # "--tile auto" runs images up to 2 MP whole
 AUTO_TILE_SIDE = {"cpu": 512, "cuda": 1024}
 BLEND_WIDTH = 32  # pixels over which neighbouring tiles cross-fade
@@ -43,22 +44,6 @@ def pad_to_multiple(image: torch.Tensor, multiple: int, mode: str = "reflect") -
             mode = "replicate"  # reflection needs more pixels than the padding
         image = F.pad(image, (0, pad_w, 0, pad_h), mode=mode)
     return image, (height, width)
-
-
-def net_device(net: nn.Module) -> torch.device:
-    """The device of the network's first parameter or buffer (CPU for a network with neither)."""
-    for tensor in net.parameters():
-        return tensor.device
-    for tensor in net.buffers():
-        return tensor.device
-    return torch.device("cpu")
-
-
-def amp_dtype(amp: str | None, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``amp`` (``None``, ``"bf16"``, ``"fp16"``); ``None`` off CUDA, where it is ignored."""
-    if amp is not None and amp not in AMP_DTYPES:
-        raise ValueError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
-    return AMP_DTYPES[amp] if amp is not None and device.type == "cuda" else None
 
 
 def resolve_tile(tile: int | str | None, height: int, width: int, device: str | torch.device = "cpu") -> int | None:

@@ -15,12 +15,16 @@ Use it with any network::
     restored = net(blurry)
     loss, parts = loss_fn(restored, blurry, sharp, stage="full")   # "warmup" first
 
-Every ablation of the paper (SPEC 2.6) is a switch of :class:`JDRLConfig`.
+Every ablation of the paper (SPEC 2.6) is a switch of :class:`JDRLConfig`. Extra terms
+(e.g. a network's auxiliary losses) are added by name: register a factory in
+:data:`LOSS_TERMS` and list it in ``JDRLConfig.terms`` (``-o loss.terms={name: weight}``),
+or call :meth:`JDRLLoss.add_term` in Python. Each term is logged under its name.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -30,8 +34,14 @@ from jdrl.flow import build_flow
 from jdrl.flow.mask import calibration_mask
 from jdrl.flow.warp import warp
 from jdrl.reblur import ReblurModule
+from jdrl.registry import Registry
 
 STAGES = ("warmup", "full")
+# The parts the objective itself reports (each a column of log.csv), in log order.
+CORE_PARTS = ("deblur", "reblur", "deblur_fwd", "deblur_bwd", "mask_fwd", "mask_bwd")
+# Extra loss terms by name: ``factory(**options) -> term(restored, blurry, sharp) -> scalar tensor``.
+LOSS_TERMS: Registry = Registry("loss term")
+TermFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def charbonnier(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
@@ -59,6 +69,7 @@ class JDRLConfig:
     reblur_impl: Literal["ring", "direct"] = "ring"
     reblur_features: int = 64
     warp_padding: Literal["border", "zeros", "reflection"] = "border"
+    terms: dict = field(default_factory=dict)  # extra terms by LOSS_TERMS name: weight (or {weight: w, ...options})
 
 
 class JDRLLoss(nn.Module):
@@ -86,6 +97,23 @@ class JDRLLoss(nn.Module):
             if uses_reblur
             else None
         )
+        self._terms: dict[str, tuple[float, TermFn]] = {}
+        for name, setting in config.terms.items():
+            options = dict(setting) if isinstance(setting, dict) else {"weight": setting}
+            weight = float(options.pop("weight", 1.0))
+            self.add_term(name, LOSS_TERMS.get(name)(**options), weight)
+
+    def add_term(self, name: str, term: TermFn, weight: float = 1.0) -> None:
+        """Add ``weight * term(restored, blurry, sharp)`` to the total at every stage; logged as ``name``."""
+        if name in CORE_PARTS or name == "total" or name in self._terms:
+            raise ValueError(f"loss term {name!r} exists already")
+        if isinstance(term, nn.Module):
+            self.add_module(f"term_{name}", term)  # its parameters (if any) are trained with the rest
+        self._terms[name] = (weight, term)
+
+    def part_names(self) -> tuple[str, ...]:
+        """Every name the ``parts`` dict of :meth:`forward` can hold, in log order (``total`` first)."""
+        return ("total", *CORE_PARTS, *self._terms)
 
     @property
     def flow(self):
@@ -106,10 +134,21 @@ class JDRLLoss(nn.Module):
             restored, blurry, sharp = restored.float(), blurry.float(), sharp.float()
             if self.config.objective == "pixel":
                 total = self._char(restored, sharp)
-                return total, {"total": total.detach(), "deblur": total.detach()}
-            if stage == "warmup":
-                return self._warmup(restored, blurry, sharp)
-            return self._full(restored, blurry, sharp)
+                parts = {"total": total.detach(), "deblur": total.detach()}
+            elif stage == "warmup":
+                total, parts = self._warmup(restored, blurry, sharp)
+            else:
+                total, parts = self._full(restored, blurry, sharp)
+            return self._add_terms(total, parts, restored, blurry, sharp)
+
+    def _add_terms(self, total, parts, restored, blurry, sharp):
+        for name, (weight, term) in self._terms.items():
+            value = term(restored, blurry, sharp)
+            total = total + weight * value
+            parts[name] = value.detach()
+        if self._terms:
+            parts["total"] = total.detach()
+        return total, parts
 
     def _warmup(self, restored, blurry, sharp):
         target = sharp if self._flow is None else warp(sharp, self._flow(blurry, sharp), self.config.warp_padding)

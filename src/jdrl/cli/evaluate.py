@@ -147,9 +147,10 @@ def run(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     net, net_info = None, {}
     if args.checkpoint:
-        from jdrl.checkpoint import load_network
+        from jdrl.nets import create_net, describe
 
-        net, net_info = load_network(args.checkpoint, args.net)
+        net = create_net(args.net, checkpoint=args.checkpoint)
+        net_info = describe(net).as_dict()
         net.to(device)
     try:
         border = resolve_border(args.border, net)

@@ -21,11 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from jdrl.checkpoint import load_network
     from jdrl.export import ExportVerificationError, export_onnx
-    from jdrl.nets import count_parameters
+    from jdrl.nets import count_parameters, create_net, describe
 
-    net, info = load_network(args.checkpoint, net=args.net)
+    net = create_net(args.net, checkpoint=args.checkpoint)
+    info = describe(net).as_dict()
     metadata = {"jdrl.net": info["name"], "jdrl.options": repr(info["options"]), "jdrl.source": info["source"]}
     try:
         verification = export_onnx(net, args.out, args.height, args.width, args.opset, metadata, verify=not args.no_verify)

@@ -14,11 +14,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from jdrl.nets import build_net, count_parameters, net_names
+    from jdrl.nets import count_parameters, create_net, net_names
 
     for name in net_names():
         # Built on the meta device: shapes only, no memory and no initialisation cost.
         with torch.device("meta"):
-            net = build_net(name)
+            net = create_net(name)
         print(f"{name:<8} {count_parameters(net):>12,} parameters   input H, W multiples of {net.size_multiple}")
     return 0

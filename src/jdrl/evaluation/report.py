@@ -21,7 +21,6 @@ import html
 import json
 import math
 import os
-import platform
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -110,26 +109,9 @@ def _json_safe(value: Any) -> Any:
 
 def versions() -> dict[str, str]:
     """Versions of what produced the numbers."""
-    import cv2
-    import skimage
+    from jdrl.runtime import versions as package_versions
 
-    from jdrl import __version__
-
-    found = {
-        "jdrl": __version__,
-        "torch": torch.__version__,
-        "scikit-image": skimage.__version__,
-        "numpy": np.__version__,
-        "opencv": cv2.__version__,
-        "python": platform.python_version(),
-    }
-    try:
-        from importlib.metadata import version
-
-        found["lpips"] = version("lpips")
-    except Exception:  # not installed
-        pass
-    return found
+    return package_versions("scikit-image", "numpy", "opencv-python-headless", "lpips")
 
 
 # ----------------------------------------------------------------------------- tables

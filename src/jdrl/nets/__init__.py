@@ -1,20 +1,20 @@
 """Deblurring networks behind one interface.
 
-``build_net(name, **opts)`` returns an ``nn.Module`` whose ``forward(x)`` maps an RGB
-batch ``(B, 3, H, W)`` in [0, 1] to the restored RGB batch of the same shape. Each
-network has an int attribute ``size_multiple``: H and W must be multiples of it
-(callers pad, e.g. by reflection, and crop the output back).
+``create_net(name, **opts)`` (or ``create_net(checkpoint=PATH)``) returns an ``nn.Module``
+whose ``forward(x)`` maps an RGB batch ``(B, 3, H, W)`` in [0, 1] to the restored RGB batch
+of the same shape. Each network has an int attribute ``size_multiple``: H and W must be
+multiples of it (callers pad, e.g. by reflection, and crop the output back).
 
 Networks (``net_names()``): ``unet`` (the paper's baseline, released ``VGG_Deblur``)
-and ``mprnet`` (three-stage MPRNet, deblurring configuration). The authors' released
-checkpoints load with :func:`load_released`.
+and ``mprnet`` (three-stage MPRNet, deblurring configuration). A new network is one
+module with an ``@NETS.register("name")`` factory, listed in ``NETS`` below.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from jdrl.nets.released import load_released, released_reblur_state
+from jdrl.nets.factory import NetSpec, create_net, describe
 from jdrl.registry import Registry
 
 if TYPE_CHECKING:
@@ -23,20 +23,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NETS",
-    "build_net",
+    "NetSpec",
     "check_input_size",
     "count_parameters",
-    "load_released",
+    "create_net",
+    "describe",
     "net_names",
-    "released_reblur_state",
 ]
 
 NETS = Registry("network", modules=["jdrl.nets.unet", "jdrl.nets.mprnet"])
-
-
-def build_net(name: str, **opts) -> nn.Module:
-    """A freshly initialised network by registry name; ``opts`` go to its constructor."""
-    return NETS.get(name)(**opts)
 
 
 def net_names() -> list[str]:

@@ -7,41 +7,56 @@ together, as released. Stages by schedule position ``p`` (epochs or steps):
 * ``p < warmup``: the released warm-up (GT warped onto the *input*, plain Charbonnier);
 * otherwise the full JDRL objective.
 
-The learning rate is ``lr * decay_factor ** (p // decay_every)``.
+The learning rate is ``lr * decay_factor ** (p // decay_every)``. What a run writes
+besides checkpoints is :mod:`jdrl.training.runlog`; what it needs to resume is
+:mod:`jdrl.training.state`; the checkpoint layout is :mod:`jdrl.checkpoint`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import math
-import random
 import signal
 import sys
-import subprocess
-import time
-from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 import jdrl
-from jdrl.checkpoint import FORMAT, FORMAT_VERSION, atomic_save, find_latest, network_spec, read_checkpoint
-from jdrl.config import dump_yaml, to_dict
+from jdrl.checkpoint import TEMP_PATTERN, is_jdrl_checkpoint, make_checkpoint, read_checkpoint, scan_run, write_checkpoint
+from jdrl.config import to_dict
 from jdrl.data.datasets import stack_samples
 from jdrl.errors import ConfigError, TrainingError, TrainingInterrupted, WeightsError
 from jdrl.losses import JDRLLoss
+from jdrl.nets.factory import NetSpec, build_registered, read_weights
+from jdrl.runtime import amp_dtype, versions
 from jdrl.training import distributed
 from jdrl.training.config import TrainConfig
 from jdrl.training.data import build_datasets
+from jdrl.training.runlog import NoBar, RunLog
 from jdrl.training.sampling import EpochBatchSampler
+from jdrl.training.state import (
+    Best,
+    RunState,
+    capture_rng,
+    learning_rate,
+    restore_rng,
+    scheduler_record,
+    seed_everything,
+)
 from jdrl.weights import load_strict
 
-PART_COLUMNS = ("deblur", "reblur", "deblur_fwd", "deblur_bwd", "mask_fwd", "mask_bwd")
+# Files that say a folder holds a training run (never overwritten without asking).
+RUN_FILES = ("last.pt", "best.pt", "log.csv", "val.csv", "train.log", "config.yaml")
+# Per-epoch data-loader generator seed: its own stream, so building the loader draws nothing from the global RNG.
+LOADER_SEED_STRIDE = 7919
+
+
+def loader_seed(seed: int, epoch: int) -> int:
+    return seed * LOADER_SEED_STRIDE + epoch
 
 
 class Objective(nn.Module):
@@ -63,7 +78,12 @@ class Objective(nn.Module):
 
 
 class Trainer:
-    """Runs one training run in ``run_dir``; :meth:`fit` returns the folder when done."""
+    """Runs one training run in ``run_dir``; :meth:`fit` returns the folder when done.
+
+    ``resume``: ``None`` (a new run: refused in a folder that holds one unless
+    ``overwrite``), ``"auto"`` (the newest readable checkpoint of ``run_dir``; a fresh
+    start only in a folder without a run) or a checkpoint path.
+    """
 
     def __init__(
         self,
@@ -72,9 +92,11 @@ class Trainer:
         resume: str | None = None,
         datasets: tuple[Dataset, Dataset | None] | None = None,
         quiet: bool = False,
+        overwrite: bool = False,
     ):
         self.config, self.run_dir, self.quiet = config, Path(run_dir), quiet
         self._notes: list[str] = []  # things the user should know, said once the run folder exists
+        resume_path = self._resume_path(resume, overwrite)
         self.dist = distributed.setup(config.run.device)
         self.device = self.dist.device
         self._configure_determinism()
@@ -84,26 +106,22 @@ class Trainer:
         self._build_model()
         self.sampler = EpochBatchSampler(len(self.train_set), config.data.batch_size, config.run.seed,
                                          self.dist.rank, self.dist.world)
-        self.epoch = self.step = self.batch_in_epoch = 0
-        self.stats = {"bad_steps": 0, "consecutive_bad": 0, "scaler_skips": 0}
-        self.best: dict = {"metric": None, "value": None, "step": None}
+        self.state = RunState()
         self._stop_requested = False
-        self._bar = _NoBar()  # the run's progress bar, made by fit()
-        resume_path = self._resume_path(resume)
+        self._bar = NoBar()  # the run's progress bar, made by fit()
         if resume_path is not None:
             self._load_state(resume_path)
-        self.logger = RunLogger(self.run_dir, config, enabled=self.dist.main, resumed=resume_path is not None)
+        self.log = RunLog(self.run_dir, config, self.loss.part_names(), versions(git=True),
+                          enabled=self.dist.main, resumed=resume_path is not None)
         for note in self._notes:
-            self.logger.note(note)
+            self.log.note(note)
             if self.dist.main and not quiet:
                 print(f"note: {note}", file=sys.stderr)
 
     # ------------------------------------------------------------------ setup
 
     def _configure_determinism(self) -> None:
-        torch.manual_seed(self.config.run.seed)
-        random.seed(self.config.run.seed)
-        np.random.seed(self.config.run.seed % 2**32)
+        seed_everything(self.config.run.seed)
         if self.config.run.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
@@ -111,26 +129,22 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
 
     def _build_model(self) -> None:
-        from jdrl.nets import build_net
-
         config = self.config
         torch.manual_seed(config.run.seed)  # identical initial weights on every rank
-        init_state = None
-        if config.net.init:
-            name, options, init_state, _ = network_spec(config.net.init, config.net.name)
-            config.net.name, config.net.options = name, {**options, **config.net.options}
-        self.net = build_net(config.net.name, **config.net.options)
+        init = read_weights(config.net.init, config.net.name, **config.net.options) if config.net.init else None
+        self.net_spec = init.spec if init is not None else NetSpec(config.net.name, dict(config.net.options))
+        self.net = build_registered(self.net_spec.name, **self.net_spec.options)
         multiple = getattr(self.net, "size_multiple", 1)
         if config.data.crop is not None and config.data.crop % multiple:
-            raise ConfigError(f"data.crop={config.data.crop} must be a multiple of {multiple} for {config.net.name}")
-        if init_state is not None:
-            load_strict(self.net, init_state, config.net.init)
+            raise ConfigError(f"data.crop={config.data.crop} must be a multiple of {multiple} for {self.net_spec.name}")
+        if init is not None:
+            load_strict(self.net, init.state_dict, config.net.init)
         self.loss = JDRLLoss(config.loss)
         if self.device.type == "cuda" and config.loss.objective == "jdrl" and config.loss.flow == "dis":
             self._notes.append("loss.flow=dis runs on the CPU; on a GPU, loss.flow=spynet (loss.flow_weights=PATH) "
                                "makes a JDRL step up to 1.6x faster (docs/RESULTS.md, 'Training step')")
-        if config.net.init and self.loss.reblur is not None:
-            self._init_reblur(config.net.init)
+        if init is not None and self.loss.reblur is not None:
+            self._init_reblur(init.checkpoint, config.net.init)
         self.net.to(self.device)
         self.loss.to(self.device)
         if config.run.channels_last and self.device.type == "cuda":
@@ -143,40 +157,74 @@ class Trainer:
                 find_unused_parameters=True,  # warm-up leaves R unused, reblur-only leaves the network unused
             )
         params = [{"params": list(self.net.parameters()), "name": "net"}]
-        if self.loss.reblur is not None:
-            params.append({"params": list(self.loss.reblur.parameters()), "name": "reblur"})
+        if list(self.loss.parameters()):
+            params.append({"params": list(self.loss.parameters()), "name": "reblur"})
         self.optimizer = torch.optim.Adam(params, lr=config.optim.lr, betas=tuple(config.optim.betas),
                                           weight_decay=config.optim.weight_decay)
-        self.amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.run.amp) if self.device.type == "cuda" else None
+        self.amp = amp_dtype(config.run.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
         torch.manual_seed(config.run.seed + self.dist.rank)  # dropout differs per rank
 
-    def _init_reblur(self, path: str) -> None:
-        data = read_checkpoint(path)
-        if data.get("format") == FORMAT and data.get("reblur"):
-            load_strict(self.loss.reblur, data["reblur"]["state_dict"], f"{path} (reblur)")
-        elif isinstance(data.get("Reblur_state_dict"), dict):
+    def _init_reblur(self, checkpoint: dict, path: str) -> None:
+        if is_jdrl_checkpoint(checkpoint) and checkpoint.get("reblur"):
+            load_strict(self.loss.reblur, checkpoint["reblur"]["state_dict"], f"{path} (reblur)")
+        elif isinstance(checkpoint.get("Reblur_state_dict"), dict):
             if self.loss.reblur.kernel == "isotropic":
-                self.loss.reblur.load_released(data["Reblur_state_dict"])
+                self.loss.reblur.load_released(checkpoint["Reblur_state_dict"])
             else:  # the released module has isotropic kernels only
                 self._notes.append(f"{path}: its Reblur_state_dict is not loaded: loss.reblur={self.config.loss.reblur} "
                                    "is a different reblurring module; it starts from scratch")
 
-    def _resume_path(self, resume: str | None) -> Path | None:
+    def _resume_path(self, resume: str | None, overwrite: bool) -> Path | None:
+        """The checkpoint to continue, or ``None`` for a fresh start (checked before any work is done)."""
+        holds_run = [name for name in RUN_FILES if (self.run_dir / name).exists()]
         if resume is None:
+            if holds_run and not overwrite:
+                raise ConfigError(
+                    f"{self.run_dir} holds a training run ({', '.join(holds_run)}); continue it with --resume auto, "
+                    "choose a fresh --run-dir, or pass --overwrite to replace it")
             return None
-        if resume == "auto":
-            return find_latest(self.run_dir)  # None: a fresh start
-        path = Path(resume)
-        if not path.is_file():
-            raise WeightsError(f"--resume {path}: no such checkpoint")
-        return path
+        self._remove_stale_temporaries()
+        if resume != "auto":
+            path = Path(resume)
+            if not path.is_file():
+                raise WeightsError(f"--resume {path}: no such checkpoint")
+            return path
+        good, bad = scan_run(self.run_dir)
+        for path, reason in bad:
+            self._notes.append(f"--resume auto: skipped {path.name} ({reason})")
+        if good:
+            step, _, path = max(good)
+            self._notes.append(f"--resume auto: continuing from {path.name} (step {step})")
+            return path
+        if holds_run:
+            found = ", ".join(p.name for p, _ in bad) or "none"
+            raise WeightsError(f"--resume auto: {self.run_dir} holds a run but no readable checkpoint (found: {found}); "
+                               "nothing was changed. Use a fresh --run-dir, or --overwrite to start over there")
+        return None  # an empty or new folder: a fresh start
+
+    def _remove_stale_temporaries(self) -> None:
+        """Temporary files of interrupted saves (``.last.pt.*.tmp``): never valid, removed before resuming."""
+        for stale in self.run_dir.glob(TEMP_PATTERN):
+            stale.unlink(missing_ok=True)
 
     # ------------------------------------------------------------ schedule
 
     @property
+    def epoch(self) -> int:
+        return self.state.progress.epoch
+
+    @property
+    def step(self) -> int:
+        return self.state.progress.step
+
+    @property
+    def stats(self) -> dict:
+        return self.state.stats.as_dict()
+
+    @property
     def position(self) -> int:
-        return self.epoch if self.config.schedule.unit == "epoch" else self.step
+        return self.state.progress.position(self.config.schedule.unit)
 
     def stage(self) -> str:
         return "warmup" if self.position < self.config.schedule.warmup else "full"
@@ -185,10 +233,7 @@ class Trainer:
         return self.position < self.config.schedule.reblur_only and self.loss.reblur is not None
 
     def learning_rate(self) -> float:
-        optim = self.config.optim
-        if self.reblur_only() and optim.reblur_only_lr is not None:
-            return optim.reblur_only_lr
-        return optim.lr * optim.decay_factor ** (self.position // max(optim.decay_every, 1))
+        return learning_rate(self.config, self.position, self.reblur_only())
 
     def finished(self) -> bool:
         return self.position >= self.config.schedule.total
@@ -196,40 +241,54 @@ class Trainer:
     # -------------------------------------------------------------- training
 
     def fit(self) -> Path:
-        self.logger.note(f"jdrl {jdrl.__version__}: training {self.config.net.name} with objective "
-                         f"{self.config.loss.objective} on {self.device} x{self.dist.world}; run folder {self.run_dir}")
+        self.log.note(f"jdrl {jdrl.__version__}: training {self.net_spec.name} with objective "
+                      f"{self.config.loss.objective} on {self.device} x{self.dist.world}; run folder {self.run_dir}")
         schedule = self.config.schedule
         total_steps = schedule.total * (1 if schedule.unit == "step" else self.sampler.batches_per_epoch)
-        self._bar = self.logger.progress(total_steps, "train", disable=self.quiet, initial=self.step)
+        self._bar = self.log.progress(total_steps, "train", disable=self.quiet, initial=self.step)
         with self._signals():
             try:
                 while not self.finished():
                     self._train_epoch()
+            except (TrainingError, TrainingInterrupted):
+                raise  # these saved already
+            except BaseException:
+                self._save_after_failure()
+                raise
             finally:
                 self._bar.close()
-                self.logger.close()
+                self.log.close()
         distributed.barrier(self.dist)
         distributed.teardown(self.dist)
         return self.run_dir
 
+    def _save_after_failure(self) -> None:
+        """An unexpected error after step 1 (e.g. in validation) keeps the steps done so far in ``last.pt``."""
+        if self.step > 0 and self.dist.main:
+            with contextlib.suppress(Exception):
+                path = self._save("last.pt")
+                self.log.note(f"stopped by an error at step {self.step}; state saved in {path}")
+                print(f"jdrl train: the state at step {self.step} was saved in {path} (--resume auto continues it)",
+                      file=sys.stderr)
+
     def _train_epoch(self) -> None:
-        self.sampler.set_epoch(self.epoch, skip=self.batch_in_epoch)
+        progress = self.state.progress
+        self.sampler.set_epoch(progress.epoch, skip=progress.batch_in_epoch)
         if hasattr(self.train_set, "set_epoch"):
-            self.train_set.set_epoch(self.epoch)
-        # its own generator: creating the iterator must not draw from the global RNG (exact resume)
-        generator = torch.Generator().manual_seed(self.config.run.seed * 7919 + self.epoch)
+            self.train_set.set_epoch(progress.epoch)
+        generator = torch.Generator().manual_seed(loader_seed(self.config.run.seed, progress.epoch))
         loader = DataLoader(self.train_set, batch_sampler=self.sampler, num_workers=self.config.data.workers,
                             collate_fn=stack_samples, pin_memory=self.device.type == "cuda", generator=generator)
         for batch in loader:
             self._train_step(batch)
             self._bar.update(1)
-            self._bar.set_postfix(epoch=self.epoch, loss=f"{self.logger.last_loss:.4f}", lr=f"{self.learning_rate():.2e}")
+            self._bar.set_postfix(epoch=progress.epoch, loss=f"{self.log.last_loss:.4f}", lr=f"{self.learning_rate():.2e}")
             if self.config.schedule.unit == "step":
                 self._after_unit()
             if self._should_stop() or self.finished():
                 break
-        if self.batch_in_epoch >= self.sampler.batches_per_epoch:
-            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+        if progress.batch_in_epoch >= self.sampler.batches_per_epoch:
+            progress.epoch, progress.batch_in_epoch = progress.epoch + 1, 0
             if self.config.schedule.unit == "epoch":
                 self._after_unit()
         if self._stop_requested:
@@ -249,6 +308,23 @@ class Trainer:
         (self.scaler.scale(total) if self.scaler else total).backward()
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
+        finite = self._apply_update(total)
+        progress, stats = self.state.progress, self.state.stats
+        progress.step += 1
+        progress.batch_in_epoch += 1
+        self.log.record(progress.step, progress.epoch, self.learning_rate(), {k: float(v) for k, v in parts.items()},
+                        finite, stats.bad_steps)
+        if stats.consecutive_bad >= self.config.run.max_bad_steps:
+            path = self._save("last.pt")
+            raise TrainingError(
+                f"{stats.consecutive_bad} non-finite losses in a row at step {self.step} "
+                f"({stats.bad_steps} in all); stopped. The weights before them are in {path}. "
+                "Check the data (jdrl data check) or lower optim.lr."
+            )
+
+    def _apply_update(self, total: torch.Tensor) -> bool:
+        """Step the optimizer unless the loss or a gradient is not finite (then skip and count); True if stepped."""
+        stats = self.state.stats
         loss_finite = not distributed.any_rank(self.dist, not bool(torch.isfinite(total)))
         # fp16: gradients that overflow the loss scale are the scaler's business, not bad data: it skips
         # the update and lowers its scale (that happens in the first steps of every fp16 run).
@@ -259,24 +335,15 @@ class Trainer:
             if self.config.optim.grad_clip and not overflow:
                 nn.utils.clip_grad_norm_(self._trained_parameters(), self.config.optim.grad_clip)
             (self.scaler.step if self.scaler else lambda o: o.step())(self.optimizer)
-            self.stats["consecutive_bad"] = 0
-            self.stats["scaler_skips"] += int(overflow)
+            stats.consecutive_bad = 0
+            stats.scaler_skips += int(overflow)
         else:
             self.optimizer.zero_grad(set_to_none=True)
-            self.stats["bad_steps"] += 1
-            self.stats["consecutive_bad"] += 1
+            stats.bad_steps += 1
+            stats.consecutive_bad += 1
         if self.scaler:
             self.scaler.update()
-        self.step += 1
-        self.batch_in_epoch += 1
-        self.logger.record(self, {k: float(v) for k, v in parts.items()}, finite)
-        if self.stats["consecutive_bad"] >= self.config.run.max_bad_steps:
-            path = self._save("last.pt")
-            raise TrainingError(
-                f"{self.stats['consecutive_bad']} non-finite losses in a row at step {self.step} "
-                f"({self.stats['bad_steps']} in all); stopped. The weights before them are in {path}. "
-                "Check the data (jdrl data check) or lower optim.lr."
-            )
+        return finite
 
     def _trained_parameters(self) -> Iterator[torch.Tensor]:
         return (p for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None)
@@ -317,7 +384,7 @@ class Trainer:
                               on_image=keep_sample if self.config.run.samples else None, panel_size=SAMPLE_SIDE,
                               mask_mode=self.config.loss.mask)
             means = result.means
-            self.logger.validation(self, means, sample_grid(samples))
+            self.log.validation(self.step, self.epoch, means, sample_grid(samples))
             self._update_best(means)
         distributed.barrier(self.dist)
         return means
@@ -330,50 +397,44 @@ class Trainer:
         if value is None or not math.isfinite(value):
             return
         higher_is_better = not key.startswith(("mae", "lpips", "flow_error"))
-        best = self.best["value"]
+        best = self.state.best.value
         if best is None or (value > best if higher_is_better else value < best):
-            self.best = {"metric": key, "value": value, "step": self.step}
+            self.state.best = Best(key, value, self.step)
             self._save("best.pt")
 
     # ------------------------------------------------------------ checkpoints
 
-    def state(self) -> dict:
+    def checkpoint(self) -> dict:
+        """Everything needed to resume (and to deploy the network), in the jdrl checkpoint schema."""
         reblur = self.loss.reblur
-        return {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "versions": _versions(),
-            "config": to_dict(self.config),
-            "net": {"name": self.config.net.name, "options": dict(self.config.net.options),
-                    "state_dict": self.net.state_dict()},
-            "reblur": None if reblur is None else {
+        return make_checkpoint(
+            self.net_spec.name, self.net_spec.options, self.net.state_dict(),
+            reblur=None if reblur is None else {
                 "options": {"kernel": reblur.kernel, "support": reblur.support, "impl": reblur.impl},
                 "state_dict": reblur.state_dict()},
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler else None,
-            # the learning rate is a function of the position (Trainer.learning_rate): this records it, and
-            # the rule, for people reading the file; resuming recomputes it from "progress" and the config
-            "scheduler": {"lr": self.learning_rate(), "unit": self.config.schedule.unit,
-                          "decay_every": self.config.optim.decay_every, "decay_factor": self.config.optim.decay_factor,
-                          "reblur_only": self.config.schedule.reblur_only},
-            "progress": {"epoch": self.epoch, "step": self.step, "batch_in_epoch": self.batch_in_epoch},
-            "rng": _rng_state(),
-            "stats": dict(self.stats),
-            "best": dict(self.best),
-        }
+            optimizer=self.optimizer.state_dict(),
+            scaler=self.scaler.state_dict() if self.scaler else None,
+            scheduler=scheduler_record(self.config, self.learning_rate()),
+            progress=self.state.progress.as_dict(),
+            rng=capture_rng(),
+            stats=self.state.stats.as_dict(),
+            best=self.state.best.as_dict(),
+            config=to_dict(self.config),
+            versions=versions(git=True),
+        )
 
     def _save(self, name: str) -> Path:
         path = self.run_dir / name
         if self.dist.main:
-            state = self.state()
-            atomic_save(state, path)
+            checkpoint = self.checkpoint()
+            write_checkpoint(checkpoint, path)
             if self.config.run.keep_epoch_checkpoints and name == "last.pt":
-                atomic_save(state, self.run_dir / f"step_{self.step:08d}.pt")
+                write_checkpoint(checkpoint, self.run_dir / f"step_{self.step:08d}.pt")
         return path
 
     def _load_state(self, path: Path) -> None:
         data = read_checkpoint(path, map_location="cpu")
-        if data.get("format") != FORMAT:
+        if not is_jdrl_checkpoint(data):
             raise WeightsError(f"{path} is not a jdrl training checkpoint (use net.init for released weights)")
         load_strict(self.net, data["net"]["state_dict"], str(path))
         if self.loss.reblur is not None:
@@ -383,12 +444,9 @@ class Trainer:
         self.optimizer.load_state_dict(data["optimizer"])
         if self.scaler is not None and data.get("scaler"):
             self.scaler.load_state_dict(data["scaler"])
-        progress = data["progress"]
-        self.epoch, self.step, self.batch_in_epoch = progress["epoch"], progress["step"], progress["batch_in_epoch"]
-        self.stats.update(data.get("stats", {}))
-        self.best.update(data.get("best", {}))
+        self.state.load(data)
         if self.dist.world == 1:  # per-rank generators differ; a multi-process resume re-seeds them
-            _set_rng_state(data["rng"])
+            restore_rng(data["rng"])
         else:
             torch.manual_seed(self.config.run.seed + self.dist.rank + self.step)
 
@@ -449,150 +507,9 @@ def _build_val_flow(name: str, weights: str | None = None):
     return build_flow(name, weights)
 
 
-def _rng_state() -> dict:
-    name, keys, position, has_gauss, cached = np.random.get_state()
-    numpy_state = [name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached]  # loadable with weights_only
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": numpy_state}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    name, keys, position, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _versions() -> dict:
-    versions = {"jdrl": jdrl.__version__, "torch": str(torch.__version__)}
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
-                                capture_output=True, text=True, timeout=5)
-        if commit.returncode == 0:
-            versions["git"] = commit.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return versions
 
 
 def _progress(desc: str):
     from jdrl.progress import bar
 
     return bar(desc)
-
-
-class _NoBar:
-    def update(self, n: int = 1) -> None: ...
-    def set_postfix(self, **kwargs) -> None: ...
-    def close(self) -> None: ...
-
-
-class RunLogger:
-    """The run folder: resolved config, versions, CSV logs, a text log and TensorBoard (main rank only)."""
-
-    def __init__(self, run_dir: Path, config: TrainConfig, enabled: bool, resumed: bool):
-        self.enabled, self.run_dir, self.config = enabled, run_dir, config
-        self.last_loss = float("nan")
-        self._sums: dict[str, float] = defaultdict(float)
-        self._count = 0
-        self._started = time.perf_counter()
-        self._writer = None
-        if not enabled:
-            return
-        run_dir.mkdir(parents=True, exist_ok=True)
-        dump_yaml(config, run_dir / "config.yaml")
-        (run_dir / "version.txt").write_text("\n".join(f"{k}: {v}" for k, v in _versions().items()) + "\n")
-        self._text = open(run_dir / "train.log", "a")
-        self._train_csv = CsvLog(run_dir / "log.csv", ("step", "epoch", "lr", "loss", *PART_COLUMNS, "skipped", "seconds"),
-                                 append=resumed)
-        self._val_csv = None  # columns known at the first validation
-        self._resumed = resumed
-
-    def note(self, message: str) -> None:
-        if self.enabled:
-            self._text.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
-            self._text.flush()
-
-    def progress(self, total: int, desc: str, disable: bool, initial: int = 0):
-        if not self.enabled or disable:
-            return _NoBar()
-        from tqdm.auto import tqdm
-
-        return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True, leave=False)
-
-    @property
-    def writer(self):
-        if self._writer is None and self.enabled:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(str(self.run_dir / "tensorboard"))
-        return self._writer
-
-    def record(self, trainer: Trainer, parts: dict[str, float], finite: bool) -> None:
-        if finite:
-            self.last_loss = parts["total"]
-            for key, value in parts.items():
-                self._sums[key] += value
-            self._count += 1
-        if not self.enabled or trainer.step % trainer.config.schedule.log_every:
-            return
-        means = {k: v / max(self._count, 1) for k, v in self._sums.items()}
-        lr = trainer.learning_rate()
-        row = {"step": trainer.step, "epoch": trainer.epoch, "lr": lr, "loss": means.get("total"),
-               **{k: means.get(k) for k in PART_COLUMNS}, "skipped": trainer.stats["bad_steps"],
-               "seconds": round(time.perf_counter() - self._started, 2)}
-        self._train_csv.write(row)
-        for key, value in means.items():
-            self.writer.add_scalar(f"loss/{key}", value, trainer.step)
-        self.writer.add_scalar("lr", lr, trainer.step)
-        self.writer.add_scalar("skipped_steps", trainer.stats["bad_steps"], trainer.step)
-        self._sums.clear()
-        self._count = 0
-
-    def validation(self, trainer: Trainer, means: dict, images: torch.Tensor | None) -> None:
-        if not self.enabled:
-            return
-        if self._val_csv is None:
-            self._val_csv = CsvLog(self.run_dir / "val.csv", ("step", "epoch", *sorted(means)), append=self._resumed)
-        self._val_csv.write({"step": trainer.step, "epoch": trainer.epoch, **means})
-        for key, value in means.items():
-            if value is not None and math.isfinite(value):
-                self.writer.add_scalar(f"val/{key}", value, trainer.step)
-        if images is not None:
-            self.writer.add_images("val/samples", images.clamp(0, 1), trainer.step)
-        summary = ", ".join(f"{k} {v:.4g}" for k, v in sorted(means.items()) if v is not None)
-        self.note(f"step {trainer.step} epoch {trainer.epoch}: validation {summary}")
-
-    def close(self) -> None:
-        if self.enabled:
-            self._text.close()
-            self._train_csv.close()
-            if self._val_csv:
-                self._val_csv.close()
-            if self._writer is not None:
-                self._writer.close()
-
-
-class CsvLog:
-    """Append-only CSV with a fixed header (extra keys ignored, missing ones left empty)."""
-
-    def __init__(self, path: Path, columns: tuple[str, ...], append: bool):
-        exists = append and path.is_file() and path.stat().st_size > 0
-        if exists:
-            with open(path, newline="") as handle:
-                columns = tuple(next(csv.reader(handle)))
-        self._handle = open(path, "a" if exists else "w", newline="")
-        self._writer = csv.DictWriter(self._handle, fieldnames=list(columns), extrasaction="ignore")
-        if not exists:
-            self._writer.writeheader()
-
-    def write(self, row: dict) -> None:
-        self._writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
-        self._handle.flush()
-
-    def close(self) -> None:
-        self._handle.close()

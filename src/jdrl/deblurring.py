@@ -1,0 +1,226 @@
+"""Deblurring image files: inputs on disk -> results on disk, as a library call.
+
+:func:`deblur_files` is what ``jdrl deblur`` runs. Inputs are files, folders (their
+images, not recursive) or glob patterns. Each result is ``out_dir/<input stem>.png`` at
+the input's bit depth (8 -> 8, 16 or float -> 16) unless ``bit_depth`` says otherwise.
+Everything that can be checked before the first image runs is checked first: missing
+paths, two inputs that would write the same file, outputs that would overwrite an
+input or (without ``overwrite=True``) any existing file. An image that fails later
+(unreadable, too large, out of memory) is listed and the others are still processed.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from jdrl.errors import DatasetError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+GLOB_CHARACTERS = frozenset("*?[")
+DEFAULT_OVERLAP = 256  # the paper's UNet sees +-112 px: 2 * 112 + the 32 px cross-fade gives whole-image output
+
+
+@dataclass(frozen=True)
+class Job:
+    """One image to deblur and where its result goes."""
+
+    source: Path
+    target: Path
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An input that was not deblurred, and why."""
+
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+@dataclass
+class DeblurReport:
+    """What :func:`deblur_files` wrote and what it did not (``failures``: refused up front or failed)."""
+
+    written: list[Path] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def expand_inputs(specs: Iterable[str | os.PathLike]) -> tuple[list[Path], list[Failure]]:
+    """The image files named by ``specs`` (in order, each once) and the specs that named none."""
+    from jdrl.images import is_image_file
+
+    found: list[Path] = []
+    failures: list[Failure] = []
+    for spec in map(str, specs):
+        path = Path(spec).expanduser()
+        matches: list[Path] = []
+        if path.is_file():
+            matches = [path]
+        elif path.is_dir():
+            matches = sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p))
+            if not matches:
+                failures.append(Failure(spec, "folder holds no images"))
+        elif GLOB_CHARACTERS & set(spec):
+            matches = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file() and is_image_file(p))
+            if not matches:
+                failures.append(Failure(spec, "pattern matches no image files"))
+        else:
+            failures.append(Failure(spec, "no such file or folder"))
+        found.extend(matches)
+    return _unique(found), failures
+
+
+def _unique(paths: list[Path]) -> list[Path]:
+    """``paths`` without repeats of the same file (named twice, or via a folder and a pattern)."""
+    seen: set[Path] = set()
+    unique = []
+    for path in paths:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(path)
+    return unique
+
+
+def plan_jobs(sources: Sequence[Path], out_dir: Path, overwrite: bool = False) -> tuple[list[Job], list[Failure]]:
+    """Pair each input with ``out_dir/<stem>.png``; refuse outputs that would overwrite an input or an existing file.
+
+    Two inputs with the same stem would write the same file: that is an error for
+    the whole run (raised before any work), as silently keeping one would lose work.
+    """
+    by_stem: dict[str, list[Path]] = {}
+    for source in sources:
+        by_stem.setdefault(source.stem, []).append(source)
+    clashes = [f"{', '.join(map(str, paths))} would all be written to {out_dir / (stem + '.png')}"
+               for stem, paths in by_stem.items() if len(paths) > 1]
+    if clashes:
+        raise DatasetError("the inputs (same file name stem)", clashes,
+                           hint="rename them, or deblur them in separate runs into different folders")
+    inputs = {source.resolve() for source in sources}
+    jobs, refused = [], []
+    for source in sources:
+        target = out_dir / f"{source.stem}.png"
+        if target.resolve() in inputs:
+            refused.append(Failure(str(source), f"refused: its output {target} is the input itself; choose another --out"))
+        elif target.exists() and not overwrite:
+            refused.append(Failure(str(source), f"refused: {target} exists (--overwrite replaces it)"))
+        else:
+            jobs.append(Job(source, target))
+    return jobs, refused
+
+
+def output_bit_depth(input_depth: int, forced: int | None) -> int:
+    """``forced`` if given, else 8 for 8-bit inputs and 16 for 16-bit and float ones."""
+    if forced is not None:
+        return forced
+    return 8 if input_depth == 8 else 16
+
+
+def resolve_overlap(tile: int | str | None, overlap: int | None, device_type: str = "cpu") -> int:
+    """``overlap``, or its default (256 px, at most half the tile); refuses one not below the tile.
+
+    With ``tile="auto"`` the tile that large images get on ``device_type`` is the limit,
+    so the check happens before any image runs rather than in the middle of a run.
+    """
+    from jdrl.errors import ConfigError
+    from jdrl.inference import AUTO_TILE_SIDE
+
+    largest = AUTO_TILE_SIDE.get(device_type, AUTO_TILE_SIDE["cpu"]) if tile == "auto" else tile
+    if overlap is None:
+        return min(DEFAULT_OVERLAP, largest // 2) if isinstance(largest, int) else DEFAULT_OVERLAP
+    if overlap < 0:
+        raise ConfigError(f"overlap must be >= 0, got {overlap}")
+    if isinstance(largest, int) and overlap >= largest:
+        raise ConfigError(f"--overlap {overlap} must be smaller than the tile ({largest} px)")
+    return overlap
+
+
+def _reason(error: BaseException, path: Path) -> str:
+    """The error message without a leading ``path: `` (the report names the path already)."""
+    text = str(error)
+    prefix = f"{path}: "
+    return text[len(prefix):] if text.startswith(prefix) else text
+
+
+def deblur_file(net: nn.Module, job: Job, *, tile: int | str | None = "auto", overlap: int | None = None,
+                amp: str | None = None, bit_depth: int | None = None, quiet: bool = True) -> Path:
+    """Read, deblur and write one image (raising on an unreadable input or an unwritable output)."""
+    from jdrl.images import read_image_with_depth, write_image
+    from jdrl.inference import deblur_image, resolve_tile
+    from jdrl.progress import bar
+    from jdrl.runtime import net_device
+
+    device = net_device(net)
+    image, depth = read_image_with_depth(job.source)
+    side = resolve_tile(tile, image.shape[0], image.shape[1], device)
+    overlap = resolve_overlap(tile, overlap, device.type)
+    result = deblur_image(net, image, tile=side, overlap=overlap, amp=amp,
+                          progress=bar(f"tiles of {job.source.name}", quiet or side is None))
+    del image
+    return write_image(job.target, result, output_bit_depth(depth, bit_depth))
+
+
+def deblur_files(
+    inputs: Iterable[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    net: nn.Module,
+    *,
+    tile: int | str | None = "auto",
+    overlap: int | None = None,
+    amp: str | None = None,
+    bit_depth: int | None = None,
+    overwrite: bool = False,
+    quiet: bool = True,
+) -> DeblurReport:
+    """Deblur every image named by ``inputs`` into ``out_dir`` with ``net`` (on its own device).
+
+    ``tile``: ``"auto"`` (whole up to 2 MP, else 512 px tiles on the CPU / 1024 on CUDA),
+    a side in pixels, or ``None`` (whole). ``overlap`` defaults to 256 px (at most half
+    the tile). Returns the files written and every input that was not deblurred, with
+    the reason; raises :class:`~jdrl.errors.DatasetError` before any work when two
+    inputs would write the same file.
+    """
+    import torch
+
+    from jdrl.progress import progress
+    from jdrl.runtime import net_device
+
+    out_dir = Path(out_dir).expanduser()
+    device = net_device(net)
+    overlap = resolve_overlap(tile, overlap, device.type)
+    sources, failures = expand_inputs(inputs)
+    jobs, refused = plan_jobs(sources, out_dir, overwrite)
+    report = DeblurReport(failures=failures + refused)
+    for job in progress(jobs, desc="deblur", quiet=quiet, unit="img"):
+        try:
+            report.written.append(deblur_file(net, job, tile=tile, overlap=overlap, amp=amp, bit_depth=bit_depth,
+                                              quiet=quiet))
+        except torch.OutOfMemoryError:
+            _free_cache(device)
+            report.failures.append(Failure(str(job.source), "out of memory; try --tile 512 (or smaller)"))
+        except MemoryError:
+            report.failures.append(Failure(str(job.source), "out of memory (the image is too large for this machine)"))
+        except OSError as error:  # ImageReadError, unwritable output folder, full disk
+            report.failures.append(Failure(str(job.source), _reason(error, job.source)))
+    return report
+
+
+def _free_cache(device: torch.device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.empty_cache()

@@ -1,0 +1,132 @@
+"""One network factory, :func:`create_net` (timm's ``create_model`` as the model).
+
+``create_net("unet", width=0.25)``                 a fresh network from the registry
+``create_net(checkpoint="runs/a/best.pt")``         a jdrl checkpoint: architecture and options from the file
+``create_net(checkpoint="VGG_Deblur.pth")``         an authors' released file (UNet / MPRNet), BGR hidden
+``create_net("mprnet", checkpoint=PATH)``           the name checks (or, in a released file, picks) the network
+
+Whatever the source, the network takes and returns RGB in [0, 1] and carries a
+:class:`NetSpec` in ``net.jdrl_spec`` (name, options, where the weights came from).
+Networks loaded from a file are returned in eval mode.
+
+Weight files are recognised by :data:`WEIGHT_FORMATS`: each entry is a module with
+``detect(checkpoint) -> bool`` and ``read(checkpoint, name, source) -> (name, options, state)``
+(see :mod:`jdrl.nets.released`). Adding a file layout is one module and one line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from jdrl.errors import ConfigError, WeightsError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+# Modules that know a family of weight files, tried in this order (the first whose detect() says yes reads it).
+WEIGHT_FORMATS = ("jdrl.nets.released",)
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """What a network is and where its weights came from (no tensors)."""
+
+    name: str
+    options: dict = field(default_factory=dict)
+    source: str = "new"  # new | jdrl | released
+    path: str | None = None
+    step: int | None = None
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "options": dict(self.options), "source": self.source, "path": self.path,
+                "step": self.step}
+
+
+@dataclass(frozen=True)
+class LoadedWeights:
+    """A network's spec and state dict read from a file, before any network is built."""
+
+    spec: NetSpec
+    state_dict: Mapping[str, torch.Tensor]
+    checkpoint: Mapping[str, Any]  # the whole file, for callers that want more (e.g. a reblurring module)
+
+
+def build_registered(name: str, **options: Any) -> nn.Module:
+    """A freshly initialised network by registry name (the registry's error lists the names)."""
+    from jdrl.nets import NETS
+
+    return NETS.get(name)(**options)
+
+
+def create_net(
+    name: str | None = None,
+    *,
+    checkpoint: str | os.PathLike | Mapping | None = None,
+    map_location: str | torch.device = "cpu",
+    **options: Any,
+) -> nn.Module:
+    """A network ready for RGB in [0, 1]: fresh by ``name``, or holding the weights of ``checkpoint``.
+
+    With a checkpoint, ``name`` is optional (the file tells it) and ``options``
+    override the options the file implies. Loading is strict: a file that does not
+    fit raises :class:`~jdrl.errors.WeightsError` naming the missing, unexpected and
+    mis-shaped keys.
+    """
+    from jdrl.weights import load_strict
+
+    if checkpoint is None:
+        if name is None:
+            raise ConfigError("create_net needs a network name or a checkpoint")
+        net = build_registered(name, **options)
+        net.jdrl_spec = NetSpec(name, dict(options))
+        return net
+    loaded = read_weights(checkpoint, name, map_location, **options)
+    net = build_registered(loaded.spec.name, **loaded.spec.options)
+    load_strict(net, loaded.state_dict, loaded.spec.path or "checkpoint")
+    net.jdrl_spec = loaded.spec
+    return net.eval()
+
+
+def read_weights(
+    checkpoint: str | os.PathLike | Mapping,
+    name: str | None = None,
+    map_location: str | torch.device = "cpu",
+    **options: Any,
+) -> LoadedWeights:
+    """The network name, options and state dict held by a weight file (or an already loaded dict)."""
+    from jdrl.checkpoint import is_jdrl_checkpoint, read_checkpoint
+
+    is_path = not isinstance(checkpoint, Mapping)
+    data = read_checkpoint(checkpoint, map_location) if is_path else dict(checkpoint)
+    where = str(checkpoint) if is_path else "the given checkpoint"
+    if is_jdrl_checkpoint(data):
+        stored = data["net"]
+        if name is not None and name != stored["name"]:
+            raise WeightsError(f"{where} holds a {stored['name']!r} network, not {name!r}")
+        spec = NetSpec(stored["name"], {**stored.get("options", {}), **options}, "jdrl", where,
+                       data["progress"]["step"])
+        return LoadedWeights(spec, stored["state_dict"], data)
+    for module_name in WEIGHT_FORMATS:
+        weight_format = importlib.import_module(module_name)
+        if weight_format.detect(data):
+            found, found_options, state = weight_format.read(data, name, where)
+            spec = NetSpec(found, {**found_options, **options}, "released", where, data.get("global_step"))
+            return LoadedWeights(spec, state, data)
+    shown = ", ".join(sorted(map(str, data))[:5])
+    raise WeightsError(f"{where} is neither a jdrl checkpoint nor a weight file of a network jdrl knows "
+                       f"(first keys: {shown}); give the network with --net NAME to see which keys do not fit")
+
+
+def describe(net: nn.Module) -> NetSpec:
+    """The :class:`NetSpec` of a network made by :func:`create_net` (a plain one for any other module)."""
+    spec = getattr(net, "jdrl_spec", None)
+    return spec if isinstance(spec, NetSpec) else NetSpec(type(net).__name__)
+
+
+def with_options(spec: NetSpec, **options: Any) -> NetSpec:
+    return replace(spec, options={**spec.options, **options})
