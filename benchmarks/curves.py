@@ -51,6 +51,19 @@ def job_list(args) -> list[tuple[str, dict, object]]:
     return jobs
 
 
+def demo_settings(overrides: dict, **more):
+    """The demo's settings with ``overrides``; the synthetic-data keys (size, r_max, shift, ...) go to ``synth``."""
+    from dataclasses import fields, replace
+
+    from jdrl.demo import DemoSettings
+    from jdrl.data.synthetic import SynthParams
+
+    merged = {**overrides, **more}
+    synth_keys = {f.name for f in fields(SynthParams)}
+    settings = DemoSettings(**{k: v for k, v in merged.items() if k not in synth_keys})
+    return replace(settings, synth=replace(settings.synth, **{k: v for k, v in merged.items() if k in synth_keys}))
+
+
 def source_split(args) -> tuple[list | None, list | None]:
     """``(train, held-out)`` photos of ``--sources``; ``(None, None)``: the demo's bundled split."""
     from jdrl.data.synthetic import folder_sources
@@ -65,20 +78,20 @@ def run_one(args, index: int) -> None:
     import cv2
     import torch
 
-    from jdrl.demo import DemoSettings, make_datasets, variant_overrides
+    from jdrl.demo import make_datasets, variant_config
     from jdrl.training import train
     from jdrl.training.data import AlignedTargets
 
     torch.set_num_threads(1)  # many runs share the machine
     cv2.setNumThreads(1)
     _, overrides, variant = job_list(args)[index]
-    settings = DemoSettings(**{**overrides, "steps": args.steps, "device": args.device, "seed": args.seed})
+    settings = demo_settings(overrides, steps=args.steps, device=args.device, seed=args.seed)
     train_set, eval_set = make_datasets(settings, *source_split(args))
     data = AlignedTargets(train_set) if variant.aligned_targets else train_set
     run_dir = Path(args.out) / "runs" / f"{index:02d}"
     start = time.perf_counter()
-    train(None, variant_overrides(settings, variant) + [f"schedule.val_every={args.val_every}"],
-          run_dir=run_dir, datasets=(data, eval_set), quiet=True)
+    train(variant_config(settings, variant), [f"schedule.val_every={args.val_every}"],
+          run_dir=run_dir, datasets=(data, eval_set), quiet=True, overwrite=True)
     (run_dir / "seconds.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
 
 
@@ -99,8 +112,8 @@ def collect(args, jobs) -> list[dict]:
 
 def markdown(args, rows: list[dict], inputs: dict) -> str:
     steps = list(range(args.val_every, args.steps + 1, args.val_every))
-    lines = [f"PSNR (dB) against the true aligned image after N steps; (flow error px) at the last point; "
-             f"'-': the run did not get there before the deadline.", "",
+    lines = ["PSNR (dB) against the true aligned image after N steps; (flow error px) at the last point; "
+             "'-': the run did not get there before the deadline.", "",
              "| config | variant | input | " + " | ".join(str(s) for s in steps) + " |",
              "|---|---|---|" + "---|" * len(steps)]
     for row in rows:
@@ -114,13 +127,13 @@ def markdown(args, rows: list[dict], inputs: dict) -> str:
 
 
 def input_psnr(args, jobs) -> dict:
-    from jdrl.demo import DemoSettings, make_datasets
+    from jdrl.demo import make_datasets
     from jdrl.evaluation.protocol import evaluate
 
     found, split = {}, source_split(args)
     for name, overrides, _ in jobs:
         if name not in found:
-            settings = DemoSettings(**{**overrides, "seed": args.seed})
+            settings = demo_settings(overrides, seed=args.seed)
             found[name] = evaluate(make_datasets(settings, *split)[1], None).means["psnr_aligned"]
     return found
 

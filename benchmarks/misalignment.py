@@ -29,6 +29,7 @@ import argparse
 import json
 import platform
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -81,16 +82,20 @@ def main() -> None:
     parser.add_argument("--groups", nargs="+", default=["main", "ablations", "masks", "flows", "strength"])
     parser.add_argument("--spynet-weights")
     defaults = DemoSettings()
-    for name in ("steps", "batch", "crop", "size", "train_pairs", "eval_pairs", "seed"):
+    for name in ("steps", "batch", "crop", "train_pairs", "eval_pairs", "seed"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
-    for name in ("width", "lr", "r_max", "shift", "zoom"):
+    for name in ("width", "lr"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
+    parser.add_argument("--size", type=int, default=defaults.synth.size)
+    for name in ("r_max", "shift", "zoom"):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults.synth, name))
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
     settings = DemoSettings(**{k: getattr(args, k) for k in (
-        "steps", "batch", "crop", "size", "train_pairs", "eval_pairs", "seed", "width", "lr", "r_max", "shift",
-        "zoom", "device")})
+        "steps", "batch", "crop", "train_pairs", "eval_pairs", "seed", "width", "lr", "device")})
+    settings = replace(settings, synth=replace(settings.synth, size=args.size, r_max=args.r_max, shift=args.shift,
+                                               zoom=args.zoom))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     train_sources = eval_sources = None
@@ -101,7 +106,7 @@ def main() -> None:
         held_out = [name for name, _ in eval_sources]
     datasets = make_datasets(settings, train_sources, eval_sources)
     machine = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
-    shown = {k: v for k, v in settings.__dict__.items() if k != "held_out"}
+    shown = {k: v for k, v in asdict(settings).items() if k != "held_out"}
     header = (f"# Misalignment benchmark\n\n`python benchmarks/misalignment.py {' '.join(_argv())}`\n\n"
               f"{machine}; held-out photos: {', '.join(held_out)}; settings: {json.dumps(shown)}\n\n")
     texts, tables = [header], {}
@@ -125,7 +130,7 @@ def main() -> None:
             for level, (shift, zoom) in MISALIGNMENT_LEVELS.items():
                 if level == "severe":
                     continue
-                level_settings = DemoSettings(**{**settings.__dict__, "shift": shift, "zoom": zoom})
+                level_settings = replace(settings, synth=replace(settings.synth, shift=shift, zoom=zoom))
                 level_data = make_datasets(level_settings, train_sources, eval_sources)
                 title = f"Misalignment {level} (±{shift:g} px, ±{zoom:.0%} zoom)"
                 tables[f"strength_{level}"], text = run_group(title, level_settings, [PIXEL, JDRL],

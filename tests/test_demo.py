@@ -6,9 +6,10 @@ from jdrl.cli import main
 
 def test_a_seconds_long_demo_writes_a_complete_report(tmp_path, monkeypatch, capsys):
     from jdrl import demo
+    from jdrl.data.synthetic import SynthParams
 
-    tiny = dict(steps=3, width=0.0625, crop=32, batch=2, size=64, train_pairs=4, eval_pairs=2, warmup=1,
-                reblur_features=4, r_max=2.0, shift=2.0, zoom=0.01)
+    tiny = dict(steps=3, width=0.0625, crop=32, batch=2, train_pairs=4, eval_pairs=2, warmup=1, reblur_features=4,
+                synth=SynthParams(size=64, r_max=2.0, shift=2.0, zoom=0.01, exposure=0.02, noise=0.005))
     original = demo.DemoSettings
     monkeypatch.setattr(demo, "DemoSettings", lambda **kw: original(**{**kw, **tiny}))
     assert main(["demo", "--out", str(tmp_path), "--oracle", "--quiet"]) == 0

@@ -17,9 +17,7 @@ from jdrl.evaluation.metrics import (
     compute_metrics,
     flow_error,
     load_lpips,
-    lpips_unavailable_reason,
     mae,
-    make_lpips,
     psnr,
     ssim,
 )
@@ -166,7 +164,7 @@ def test_compute_metrics_selects_and_validates_names(rng):
     assert set(compute_metrics(x, y, names=("mae",))) == {"mae"}
     with pytest.raises(ValueError, match="unknown metric"):
         compute_metrics(x, y, names=("psnr", "fid"))
-    with pytest.raises(ValueError, match="make_lpips"):
+    with pytest.raises(ValueError, match="load_lpips"):
         compute_metrics(x, y, names=("psnr", "lpips"))
 
 
@@ -187,8 +185,8 @@ def _write_fake_alexnet(torch_home) -> None:
 def test_lpips_missing_weights_gives_one_line_and_no_network(tmp_path, monkeypatch, caplog, capsys):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with caplog.at_level(logging.WARNING, logger=M.__name__):
-        assert make_lpips() is None
-    reason = lpips_unavailable_reason()
+        assert load_lpips(log=True)[0] is None
+    reason = load_lpips()[1]
     assert reason and "\n" not in reason
     assert "lpips.LPIPS" in reason and M.ALEXNET_FILE in reason and str(tmp_path) in reason
     assert [r.getMessage() for r in caplog.records] == [reason]
@@ -206,8 +204,8 @@ def test_lpips_without_the_package_says_how_to_install(monkeypatch):
 def test_lpips_with_cached_weights_is_built_quietly_and_scores(tmp_path, monkeypatch, capsys, rng):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     _write_fake_alexnet(tmp_path)
-    assert lpips_unavailable_reason() is None
-    metric = make_lpips()
+    assert load_lpips()[1] is None
+    metric = load_lpips()[0]
     captured = capsys.readouterr()
     assert isinstance(metric, LPIPSMetric) and captured.out == "" and captured.err == ""
     a, b = textured_image(rng, 64, 64), structured(64, 64)

@@ -13,7 +13,6 @@ photos; ``benchmarks/misalignment.py`` runs any list of variants on any folder.
 
 from __future__ import annotations
 
-import html
 import json
 import os
 import time
@@ -22,11 +21,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from jdrl.data.synthetic import SynthParams
+
 if TYPE_CHECKING:  # the CLI imports this module to build its --help: no torch at import time
     import torch
 
+    from jdrl.training.config import TrainConfig
+
 #: bundled photos kept out of training; the demo scores the models on these only
 HELD_OUT = ("coffee", "motorcycle_right", "astronaut", "chelsea")
+NEVER = 10**9  # a decay interval no run reaches: a constant learning rate
 #: metric columns against the truth -> short names in tables and results.json
 COLUMNS = {"psnr_aligned": "psnr", "ssim_aligned": "ssim", "mae_aligned": "mae", "flow_error": "flow_error"}
 
@@ -43,14 +47,13 @@ class DemoSettings:
     residual: bool = True  # the UNet starts as the identity (jdrl.nets.unet): small budgets train far better
     crop: int = 96
     batch: int = 8
-    size: int = 128  # side of each synthetic pair
     train_pairs: int = 96
     eval_pairs: int = 12
     lr: float = 5e-4
     warmup: int = 100  # steps of the released warm-up stage (JDRL variants)
-    r_max: float = 8.0  # largest blur radius, px
-    shift: float = 6.0  # misalignment: max |shift| px
-    zoom: float = 0.04  # and max |zoom - 1|
+    # the pairs: 128 px, blur up to 8 px, misaligned by up to 6 px and 4 % zoom
+    synth: SynthParams = field(default_factory=lambda: SynthParams(
+        size=128, r_max=8.0, shift=6.0, zoom=0.04, exposure=0.02, noise=0.005))
     reblur_features: int = 16
     flow: str = "dis"  # training flow of the JDRL variants
     score_flow: str = "dis"  # flow for the geometric error
@@ -73,13 +76,6 @@ class Variant:
 PIXEL, JDRL, ORACLE = Variant("pixel", "pixel"), Variant("jdrl"), Variant("oracle", "pixel", aligned_targets=True)
 
 
-def synth_params(settings: DemoSettings):
-    from jdrl.data.synthetic import SynthParams
-
-    return SynthParams(size=settings.size, r_max=settings.r_max, shift=settings.shift, zoom=settings.zoom,
-                       exposure=0.02, noise=0.005)
-
-
 def make_datasets(settings: DemoSettings, train_sources=None, eval_sources=None):
     """``(train, held-out)`` synthetic sets; by default the bundled photos split by ``held_out``."""
     from jdrl.data.datasets import SyntheticPairs
@@ -88,34 +84,37 @@ def make_datasets(settings: DemoSettings, train_sources=None, eval_sources=None)
     if train_sources is None:
         train_sources = default_sources([n for n in DEFAULT_SOURCE_NAMES if n not in settings.held_out])
         eval_sources = default_sources(settings.held_out)
-    params = synth_params(settings)
+    params = settings.synth
     train_set = SyntheticPairs(settings.train_pairs, params, settings.seed, train_sources,
                                crop=settings.crop, augment=True)
     eval_set = SyntheticPairs(settings.eval_pairs, params, settings.seed + 1, eval_sources)
     return train_set, eval_set
 
 
-def variant_overrides(settings: DemoSettings, variant: Variant) -> list[str]:
-    return [
-        "net.name=unet",
-        f"net.options={{width: {settings.width}, dropout: 0.0, residual: {str(settings.residual).lower()}}}",
-        f"loss.objective={variant.objective}",
-        f"loss.flow={settings.flow}",
-        f"loss.reblur_features={settings.reblur_features}",
-        f"data.crop={settings.crop}",
-        f"data.batch_size={settings.batch}",
-        f"optim.lr={settings.lr}",
-        "optim.decay_every=1000000",
-        "schedule.unit=step",
-        f"schedule.total={settings.steps}",
-        f"schedule.warmup={settings.warmup if variant.objective == 'jdrl' else 0}",
-        f"schedule.save_every={settings.steps}",
-        f"schedule.val_every={settings.steps}",
-        "schedule.log_every=10",
-        f"run.seed={settings.seed}",
-        f"run.device={settings.device}",
-        *variant.overrides,
-    ]
+def variant_config(settings: DemoSettings, variant: Variant) -> TrainConfig:
+    """The training config of one variant: the demo's settings as config objects, then the variant's overrides."""
+    from jdrl.losses import JDRLConfig
+    from jdrl.training import load_train_config
+    from jdrl.training.config import (
+        DataConfig,
+        NetConfig,
+        OptimConfig,
+        RunConfig,
+        ScheduleConfig,
+        TrainConfig,
+    )
+
+    config = TrainConfig(
+        net=NetConfig("unet", {"width": settings.width, "dropout": 0.0, "residual": settings.residual}),
+        data=DataConfig(crop=settings.crop, batch_size=settings.batch),
+        loss=JDRLConfig(objective=variant.objective, flow=settings.flow, reblur_features=settings.reblur_features),
+        optim=OptimConfig(lr=settings.lr, decay_every=NEVER),
+        schedule=ScheduleConfig(unit="step", total=settings.steps,
+                                warmup=settings.warmup if variant.objective == "jdrl" else 0,
+                                save_every=settings.steps, val_every=settings.steps, log_every=10),
+        run=RunConfig(seed=settings.seed, device=settings.device),
+    )
+    return load_train_config(config, variant.overrides)
 
 
 def train_variant(settings: DemoSettings, variant: Variant, train_set, run_dir: Path, quiet: bool) -> torch.nn.Module:
@@ -125,7 +124,8 @@ def train_variant(settings: DemoSettings, variant: Variant, train_set, run_dir: 
     from jdrl.training.data import AlignedTargets
 
     data = AlignedTargets(train_set) if variant.aligned_targets else train_set
-    folder = train(None, variant_overrides(settings, variant), run_dir=run_dir, datasets=(data, None), quiet=quiet)
+    folder = train(variant_config(settings, variant), run_dir=run_dir, datasets=(data, None), quiet=quiet,
+                   overwrite=True)
     return create_net(checkpoint=folder / "last.pt", map_location=settings.device)
 
 
@@ -195,11 +195,11 @@ def markdown(table: dict) -> str:
     return "\n".join(lines)
 
 
-def _strips(out: Path, results: dict) -> list[str]:
+def _strips(out: Path, results: dict) -> dict[str, str]:
     from jdrl.evaluation.report import make_strip
     from jdrl.images import write_image
 
-    paths = []
+    paths = {}
     first = results["input"]
     for name in [row["name"] for row in first.rows]:
         panels = {"input": first.images[name]["input"]}
@@ -208,7 +208,7 @@ def _strips(out: Path, results: dict) -> list[str]:
         panels["GT (misaligned)"] = first.images[name]["GT"]
         path = Path("strips") / f"{name}.png"
         write_image(out / path, make_strip(panels, max_side=192).astype("float32") / 255.0)
-        paths.append(str(path))
+        paths[name] = str(path)
     return paths
 
 
@@ -219,6 +219,8 @@ def _curves(out: Path, runs: list[str]) -> list[str]:
 
 
 def _write_report(out: Path, settings: DemoSettings, results: dict, table: dict, seconds: dict, total: float) -> None:
+    from jdrl.evaluation.report import write_report
+
     (out / "results.json").write_text(json.dumps(table, indent=2) + "\n")
     (out / "settings.json").write_text(json.dumps({**asdict(settings), "train_seconds": seconds,
                                                    "total_seconds": round(total, 1)}, indent=2) + "\n")
@@ -229,17 +231,7 @@ def _write_report(out: Path, settings: DemoSettings, results: dict, table: dict,
     (out / "results.md").write_text(f"# jdrl demo\n\n{summary}\n\n{markdown(table)}\n")
     strips = _strips(out, results)
     curves = _curves(out, [r for r in results if r != "input"])
-    rows = "".join(
-        f"<tr><td>{html.escape(row)}</td>"
-        + "".join(f"<td class=num>{values[k]:{spec}}</td>" for k, spec in NUMBER_FORMATS.items())
-        + "</tr>"
-        for row, values in table.items())
-    figures = "".join(f'<figure><img src="{p}" alt="{html.escape(p)}"></figure>' for p in strips + curves)
-    (out / "index.html").write_text(
-        "<!doctype html><meta charset=utf-8><title>jdrl demo</title>"
-        "<style>body{font-family:system-ui,sans-serif;margin:1.5em}td,th{border:1px solid #ccc;padding:3px 8px}"
-        "table{border-collapse:collapse}td.num{text-align:right}img{max-width:100%}</style>"
-        f"<h1>jdrl demo</h1><p>{html.escape(summary)}</p>"
-        "<table><tr><th>model</th><th>PSNR (dB)</th><th>SSIM</th><th>MAE</th><th>flow error (px)</th></tr>"
-        f"{rows}</table><p>Strips: the blurry input, each model's output, the true aligned image, and the "
-        f"misaligned ground truth that training saw.</p>{figures}\n")
+    write_report([results[row] for row in table], out, strips=strips, title="jdrl demo", intro=summary,
+                 strip_note="the blurry input, each model's output, the true aligned image, and the misaligned "
+                            "ground truth that training saw",
+                 figures=[(f"training curves: {Path(path).stem.removeprefix('curves_')}", path) for path in curves])

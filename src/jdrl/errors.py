@@ -1,7 +1,8 @@
-"""Exceptions that mean "the user's input is wrong".
+"""Exceptions that mean "the user's input is wrong" (or the machine's state is: a full disk).
 
-The CLI reports these in one line (or one list) without a traceback; anything
-else is a bug and keeps its traceback.
+Every one derives from :class:`JDRLError`; the CLI reports them in one line (or one
+list) without a traceback and exits with their ``exit_code``. Anything else is a bug:
+one line asking to report it, and the traceback with ``jdrl --debug``.
 """
 
 from __future__ import annotations
@@ -9,26 +10,40 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
-class ConfigError(ValueError):
+class JDRLError(Exception):
+    """Base of the errors a user can cause and fix."""
+
+    exit_code = 2
+
+
+class ConfigError(JDRLError, ValueError):
     """A config value or key is invalid; the message names the dotted key."""
 
 
-class ImageReadError(OSError):
+class UsageError(JDRLError, ValueError):
+    """A command's arguments do not go together; the message says what to give instead."""
+
+
+class MissingDependencyError(JDRLError, ModuleNotFoundError):
+    """An optional package is needed; the message names the ``pip install`` extra."""
+
+
+class ImageReadError(JDRLError, OSError):
     """An image file could not be decoded; the message names the path."""
 
 
-class WeightsError(ValueError):
+class WeightsError(JDRLError, ValueError):
     """A weight file is missing or does not fit the model; the message says which keys/shapes."""
 
 
-class UnknownNameError(KeyError):
+class UnknownNameError(JDRLError, KeyError):
     """A registry lookup failed; the message lists the valid names."""
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0])
 
 
-class DatasetError(ValueError):
+class DatasetError(JDRLError, ValueError):
     """The data has problems; ``problems`` lists every one of them (objects with a path and a message)."""
 
     def __init__(self, source: str, problems: Sequence, hint: str = ""):
@@ -40,20 +55,20 @@ class DatasetError(ValueError):
         super().__init__("\n".join(lines))
 
 
-class TrainingError(RuntimeError):
+class VerificationError(JDRLError, RuntimeError):
+    """A result failed its own check (e.g. an exported model disagrees with PyTorch); nothing was written."""
+
+    exit_code = 1
+
+
+class TrainingError(JDRLError, RuntimeError):
     """Training cannot go on (e.g. too many non-finite losses in a row); the message says why and what was saved."""
+
+    exit_code = 1
 
 
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C / SIGTERM during training: the state was saved; the message says where."""
 
 
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    ConfigError,
-    DatasetError,
-    ImageReadError,
-    UnknownNameError,
-    WeightsError,
-    TrainingError,
-    FileNotFoundError,
-)
+USER_ERRORS: tuple[type[BaseException], ...] = (JDRLError, FileNotFoundError)

@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from jdrl.errors import ConfigError
+from jdrl.errors import ConfigError, MissingDependencyError, VerificationError
+from jdrl.runtime import net_device
 
 INPUT_NAME = "blurry"
 OUTPUT_NAME = "restored"
@@ -33,7 +34,7 @@ DEFAULT_TOLERANCE = 1e-4
 INSTALL_HINT = "pip install jdrl[onnx]"
 
 
-class ExportVerificationError(RuntimeError):
+class ExportVerificationError(VerificationError):
     """onnxruntime's output differs from PyTorch's by more than the tolerance."""
 
 
@@ -59,7 +60,7 @@ def require_onnx() -> None:
     try:
         import onnx  # noqa: F401
     except ModuleNotFoundError:
-        raise ModuleNotFoundError(f"ONNX export needs the onnx package: {INSTALL_HINT}", name="onnx") from None
+        raise MissingDependencyError(f"ONNX export needs the onnx package: {INSTALL_HINT}", name="onnx") from None
 
 
 def check_export_size(net: nn.Module, height: int, width: int) -> None:
@@ -88,13 +89,9 @@ def _eval_mode(net: nn.Module):
         net.train(training)
 
 
-def _device_of(net: nn.Module) -> torch.device:
-    return next(net.parameters(), torch.empty(0)).device
-
-
 def _write_onnx(net: nn.Module, path: Path, height: int, width: int, opset: int) -> None:
     """``torch.onnx.export`` with the TorchScript exporter (no extra dependencies, dynamic axes)."""
-    example = torch.rand(1, 3, height, width, device=_device_of(net))
+    example = torch.rand(1, 3, height, width, device=net_device(net))
     with _quiet(), torch.no_grad():
         torch.onnx.export(
             net,
@@ -151,7 +148,7 @@ def verify_onnx(
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     restored = torch.from_numpy(session.run([OUTPUT_NAME], {INPUT_NAME: blurry.numpy()})[0])
     with _eval_mode(net), torch.no_grad():
-        expected = net(blurry.to(_device_of(net))).float().cpu()
+        expected = net(blurry.to(net_device(net))).float().cpu()
     if restored.shape != expected.shape:
         raise ExportVerificationError(
             f"{path}: onnxruntime output shape {tuple(restored.shape)} != PyTorch {tuple(expected.shape)}"
@@ -159,7 +156,7 @@ def verify_onnx(
     difference = float((restored - expected).abs().max())
     result = Verification(shape, difference, tolerance)
     if not difference <= tolerance:  # also catches NaN
-        raise ExportVerificationError(f"{path}: {result} - the export is wrong")
+        raise ExportVerificationError(f"{path}: {result} - the export is wrong; verification failed, nothing written")
     return result
 
 

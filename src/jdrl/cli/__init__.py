@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train and use defocus-deblurring networks on misaligned image pairs (JDRL).",
     )
     parser.add_argument("--version", action="version", version=f"jdrl {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of any error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(module_name)
@@ -45,7 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+INTERNAL_ERROR = 70  # EX_SOFTWARE: a bug in jdrl, not the user's input
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line: one error boundary for every sub-command.
+
+    Errors the user can cause (:data:`jdrl.errors.USER_ERRORS`, file-system errors such as
+    a full disk or a read-only folder, running out of memory) end in one line and a
+    non-zero status. Anything else is a bug: one line asking to report it, and the
+    traceback with ``--debug``.
+    """
     from jdrl.errors import USER_ERRORS
 
     parser = build_parser()
@@ -53,14 +64,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
+    command = f"jdrl {args.command}"
     try:
         return int(args.run(args) or 0)
-    except USER_ERRORS as error:
-        print(f"jdrl {args.command}: error: {error}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt as interrupt:
-        print(f"jdrl {args.command}: {interrupt or 'interrupted'}", file=sys.stderr)
+        print(f"{command}: {interrupt or 'interrupted'}", file=sys.stderr)
         return 130
+    except Exception as error:  # noqa: BLE001 - the boundary: every error becomes one line
+        if args.debug:
+            raise
+        return _report(command, error, USER_ERRORS)
+
+
+def _report(command: str, error: Exception, user_errors: tuple) -> int:
+    if isinstance(error, user_errors):
+        print(f"{command}: error: {error}", file=sys.stderr)
+        return getattr(error, "exit_code", 2)
+    if isinstance(error, MemoryError):
+        print(f"{command}: error: out of memory (try smaller images, crops, tiles or batches)", file=sys.stderr)
+        return 2
+    if isinstance(error, OSError):  # the file system said no: permissions, a full disk, a missing folder
+        where = f" ({error.filename})" if getattr(error, "filename", None) else ""
+        print(f"{command}: error: {error.strerror or error}{where}", file=sys.stderr)
+        return 2
+    first_line = (str(error).strip().splitlines() or [""])[0][:300]
+    print(f"{command}: internal error: {type(error).__name__}: {first_line}\n"
+          f"This is a bug in jdrl; please report it with the output of `jdrl --debug {command[5:]} ...`.",
+          file=sys.stderr)
+    return INTERNAL_ERROR
 
 
 if __name__ == "__main__":

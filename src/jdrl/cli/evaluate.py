@@ -9,7 +9,6 @@ in-memory synthetic set with the true aligned images, so everything runs offline
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 HELP = "score a checkpoint or the blurry input: metrics vs GT, deformed GT (and truth on synthetic data)"
@@ -64,19 +63,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # ----------------------------------------------------------------------------- pieces
 
 
-def pick_device(name: str):
-    """``auto`` -> cuda, then mps, then cpu; anything else as given."""
-    import torch
-
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
 def load_dataset(args: argparse.Namespace) -> tuple[object, dict]:
     """The dataset to score and a description of it for the summary."""
     from jdrl.progress import bar
@@ -124,9 +110,11 @@ def load_lpips_for(args: argparse.Namespace, device) -> tuple[object | None, str
     """The LPIPS metric or ``None``, with the line the summary records about it."""
     if args.no_lpips:
         return None, "LPIPS off (--no-lpips)"
-    from jdrl.evaluation.protocol import lpips_or_reason
+    from jdrl.evaluation.metrics import load_lpips
+    from jdrl.evaluation.protocol import LPIPS_NOTE
 
-    return lpips_or_reason(device)
+    metric, reason = load_lpips(device)
+    return metric, reason or LPIPS_NOTE
 
 
 # ----------------------------------------------------------------------------- run
@@ -138,13 +126,14 @@ def run(args: argparse.Namespace) -> int:
     from jdrl.flow import build_flow
     from jdrl.progress import bar
 
+    from jdrl.errors import UsageError
+    from jdrl.runtime import choose_device
+
     if not args.checkpoint and not args.baseline:
-        print("jdrl eval: error: give --checkpoint CKPT, --baseline input, or both", file=sys.stderr)
-        return 2
+        raise UsageError("give --checkpoint CKPT, --baseline input, or both")
     if args.net and not args.checkpoint:
-        print("jdrl eval: error: --net names the network of --checkpoint; give a checkpoint", file=sys.stderr)
-        return 2
-    device = pick_device(args.device)
+        raise UsageError("--net names the network of --checkpoint; give a checkpoint")
+    device = choose_device(args.device)
     net, net_info = None, {}
     if args.checkpoint:
         from jdrl.nets import create_net, describe
@@ -152,11 +141,7 @@ def run(args: argparse.Namespace) -> int:
         net = create_net(args.net, checkpoint=args.checkpoint)
         net_info = describe(net).as_dict()
         net.to(device)
-    try:
-        border = resolve_border(args.border, net)
-    except ValueError as error:
-        print(f"jdrl eval: error: {error}", file=sys.stderr)
-        return 2
+    border = resolve_border(args.border, net)
     dataset, data_info = load_dataset(args)
     flow = build_flow(args.flow, args.flow_weights, device=device)
     lpips, lpips_note = load_lpips_for(args, device)

@@ -14,12 +14,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-dir", help="output folder (default: runs/CONFIG-TIMESTAMP)")
     parser.add_argument("--resume", metavar="auto|PATH", help="continue from the newest checkpoint of --run-dir, or PATH")
     parser.add_argument("--init", metavar="CKPT", help="start from a checkpoint: ours or the authors' (sets net.init)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start a new run in a --run-dir that holds one, replacing its checkpoints and logs")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
     from jdrl.config import dump_yaml
+    from jdrl.errors import UsageError
     from jdrl.training import default_run_dir, load_train_config, train
 
     overrides = list(args.override) + ([f"net.init={args.init}"] if args.init else [])
@@ -28,8 +31,12 @@ def run(args: argparse.Namespace) -> int:
         print(dump_yaml(config), end="")
         return 0
     if args.resume and not args.run_dir and args.resume == "auto":
-        raise FileNotFoundError("--resume auto needs --run-dir (the folder of the run to continue)")
+        raise UsageError("--resume auto needs --run-dir (the folder of the run to continue)")
+    if args.resume and args.overwrite:
+        raise UsageError("--overwrite starts a run afresh; it does not go with --resume")
     run_dir = args.run_dir or default_run_dir(args.config)
-    folder = train(config, run_dir=run_dir, resume=args.resume, quiet=args.quiet)
-    print(f"done: {folder} (checkpoints last.pt, best.pt; logs log.csv, val.csv, tensorboard/)")
+    folder = train(config, run_dir=run_dir, resume=args.resume, quiet=args.quiet, overwrite=args.overwrite)
+    checkpoints = [name for name in ("last.pt", "best.pt") if (folder / name).is_file()]
+    logs = [name for name in ("log.csv", "val.csv", "tensorboard") if (folder / name).exists()]
+    print(f"done: {folder} (checkpoints: {', '.join(checkpoints) or 'none'}; logs: {', '.join(logs) or 'none'})")
     return 0

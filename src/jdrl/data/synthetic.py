@@ -22,7 +22,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import cv2
@@ -73,6 +73,10 @@ class SynthParams:
     exposure: float = 0.05  # max |gain - 1| of the blurry image
     noise: float = 0.01  # max Gaussian sigma on the blurry image
     augment: bool = True  # random flips/rotations of the source window
+
+    def generator_params(self) -> SynthParams:
+        """Just the generator's parameters (drops the fields a subclass such as a training config adds)."""
+        return SynthParams(**{f.name: getattr(self, f.name) for f in fields(SynthParams)})
 
     @classmethod
     def with_misalignment(cls, level: str, **overrides) -> SynthParams:

@@ -14,7 +14,7 @@ All three are computed in float64 so they agree with scikit-image to ~1e-10,
 which lets published numbers be reproduced exactly while running on the GPU.
 
 LPIPS (AlexNet, v0.1, the ``lpips`` package) needs ImageNet AlexNet weights in
-torch's hub cache; :func:`make_lpips` returns ``None`` with one logged line
+torch's hub cache; ``load_lpips`` returns ``None`` and one line
 saying how to get them when they are absent, instead of downloading silently
 or inventing a number. :func:`flow_error` measures geometric fidelity: the
 mean optical-flow magnitude between an output and its reference.
@@ -38,10 +38,8 @@ __all__ = [
     "alexnet_weights_path",
     "compute_metrics",
     "flow_error",
-    "lpips_unavailable_reason",
     "load_lpips",
     "mae",
-    "make_lpips",
     "psnr",
     "ssim",
 ]
@@ -134,7 +132,7 @@ class LPIPSMetric:
     """LPIPS (AlexNet trunk, v0.1 linear layers) on ``(B, 3, H, W)`` images in [0, 1].
 
     Wraps an ``lpips.LPIPS`` model; inputs are scaled to [-1, 1] as the package
-    expects. Build it with :func:`make_lpips`; the caller keeps the object.
+    expects. Build it with :func:`load_lpips`; the caller keeps the object.
     """
 
     def __init__(self, model: torch.nn.Module):
@@ -171,12 +169,18 @@ def _enable_hint(path: str) -> str:
     )
 
 
-def _lpips_import_problem() -> str | None:
-    """Why the ``lpips`` package cannot be imported, or ``None``."""
-    try:
-        import lpips  # noqa: F401
-    except Exception as error:  # ImportError, or a broken install
-        return f"LPIPS unavailable: the lpips package cannot be imported ({error}); install it with: pip install lpips"
+def _lpips_import_problem(import_it: bool) -> str | None:
+    """Why the ``lpips`` package cannot be imported, or ``None`` (``import_it=False``: only look it up, cheaply)."""
+    import importlib.util
+
+    hint = "install it with: pip install lpips"
+    if importlib.util.find_spec("lpips") is None:
+        return f"LPIPS unavailable: the lpips package is not installed; {hint}"
+    if import_it:
+        try:
+            import lpips  # noqa: F401
+        except Exception as error:  # a broken install
+            return f"LPIPS unavailable: the lpips package cannot be imported ({error}); {hint}"
     return None
 
 
@@ -188,15 +192,6 @@ def _weights_problem() -> str | None:
     return None
 
 
-def lpips_unavailable_reason() -> str | None:
-    """Why LPIPS cannot be built here (one line saying how to enable it), or ``None`` if it can.
-
-    A cheap check (import and file lookup, no network): ``None`` means the
-    ``lpips`` package imports and the AlexNet weights are in the hub cache.
-    """
-    return _lpips_import_problem() or _weights_problem()
-
-
 def _build_lpips_model() -> torch.nn.Module:
     """``lpips.LPIPS(net="alex", version="0.1")`` without its prints and torchvision's deprecation warnings."""
     import lpips
@@ -206,36 +201,29 @@ def _build_lpips_model() -> torch.nn.Module:
         return lpips.LPIPS(net="alex", version="0.1", verbose=False)
 
 
-def load_lpips(device: torch.device | str | None = None, allow_download: bool = False) -> tuple[LPIPSMetric | None, str | None]:
-    """``(metric, None)``, or ``(None, reason)`` when LPIPS cannot be built; never raises.
+def load_lpips(
+    device: torch.device | str | None = None, allow_download: bool = False, log: bool = False
+) -> tuple[LPIPSMetric | None, str | None]:
+    """``(metric, None)``, or ``(None, reason)`` when LPIPS cannot be built here; never raises.
 
-    With ``allow_download=False`` (default) nothing is fetched: missing AlexNet
-    weights give a reason at once instead of a network attempt that may hang.
-    With ``allow_download=True`` torchvision downloads them into the hub cache.
+    The one LPIPS loader. The reason is one line saying how to enable it. Cheap checks
+    come first (package lookup, weight file), so a missing piece costs no import and
+    no network attempt; with ``allow_download=True`` torchvision downloads the AlexNet
+    weights into its hub cache (its convention). ``log=True`` also logs the reason.
     """
-    reason = _lpips_import_problem() or (None if allow_download else _weights_problem())
-    if reason is not None:
-        return None, reason
-    try:
-        model = _build_lpips_model()
-    except Exception as error:  # offline download, corrupt file, ...
-        path = alexnet_weights_path()
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        return None, f"LPIPS unavailable: could not load AlexNet weights ({message}); {_enable_hint(path)}"
-    metric = LPIPSMetric(model)
-    return (metric.to(device) if device is not None else metric), None
-
-
-def make_lpips(device: torch.device | str | None = None, allow_download: bool = False) -> LPIPSMetric | None:
-    """The LPIPS metric, or ``None`` after logging one warning line on how to enable it.
-
-    Use :func:`load_lpips` (or :func:`lpips_unavailable_reason`) to get the
-    message as a string, e.g. to put it in a report.
-    """
-    metric, reason = load_lpips(device, allow_download=allow_download)
-    if metric is None:
+    reason = _lpips_import_problem(import_it=False) or (None if allow_download else _weights_problem())
+    reason = reason or _lpips_import_problem(import_it=True)
+    metric = None
+    if reason is None:
+        try:
+            metric = LPIPSMetric(_build_lpips_model())
+        except Exception as error:  # offline download, corrupt file, ...
+            path = alexnet_weights_path()
+            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            reason = f"LPIPS unavailable: could not load AlexNet weights ({message}); {_enable_hint(path)}"
+    if reason is not None and log:
         logger.warning(reason)
-    return metric
+    return (metric.to(device) if metric is not None and device is not None else metric), reason
 
 
 # ---------------------------------------------------------------- geometric fidelity
@@ -284,7 +272,7 @@ def compute_metrics(
     if unknown:
         raise ValueError(f"unknown metric(s) {', '.join(unknown)}; known: {', '.join([*METRICS, 'lpips'])}")
     if "lpips" in names and lpips is None:
-        raise ValueError("'lpips' was requested but no LPIPS metric was passed (build one with make_lpips())")
+        raise ValueError("'lpips' was requested but no LPIPS metric was passed (build one with load_lpips())")
     results = {name: METRICS[name](x, y) for name in names if name != "lpips"}
     if lpips is not None:
         results["lpips"] = lpips(x, y)

@@ -15,6 +15,8 @@ import math
 import os
 from pathlib import Path
 
+from jdrl.errors import DatasetError
+
 __all__ = ["plot_run", "read_numeric_csv"]
 
 #: log.csv columns that are neither the x axis, nor the lr, nor losses
@@ -39,7 +41,7 @@ def read_numeric_csv(path: str | os.PathLike) -> dict[str, list[tuple[float, flo
     with open(path, newline="") as handle:
         reader = csv.DictReader(handle)
         if not reader.fieldnames or "step" not in reader.fieldnames:
-            raise ValueError(f"{path}: expected a CSV with a 'step' column, got columns {reader.fieldnames}")
+            raise DatasetError(str(path), [f"expected a CSV with a 'step' column, got columns {reader.fieldnames}"])
         series: dict[str, list[tuple[float, float]]] = {name: [] for name in reader.fieldnames if name != "step"}
         for row in reader:
             step = _number(row.get("step"))

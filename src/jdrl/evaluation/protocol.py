@@ -22,9 +22,7 @@ no state and restores the network's train/eval mode.
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,11 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from jdrl.errors import ConfigError
 from jdrl.evaluation.metrics import (
     LPIPSMetric,
-    alexnet_weights_path,
     load_lpips,
-    _weights_problem,
     mae,
     psnr,
     ssim,
@@ -49,7 +46,6 @@ __all__ = [
     "EvalResult",
     "crop_released",
     "evaluate",
-    "lpips_or_reason",
     "resolve_border",
 ]
 
@@ -128,7 +124,7 @@ def resolve_border(border: str, net: nn.Module | None) -> str:
     the centre to a multiple of 8. With no network (the input baseline) name one of them.
     """
     if border not in BORDER_MODES:
-        raise ValueError(f"border must be one of {', '.join(BORDER_MODES)}, not {border!r}")
+        raise ConfigError(f"border must be one of {', '.join(BORDER_MODES)}, not {border!r}")
     if border != "released":
         return border
     if net is not None:
@@ -140,9 +136,9 @@ def resolve_border(border: str, net: nn.Module | None) -> str:
             return "released-unet"
         if isinstance(inner, MPRNet):
             return "released-mprnet"
-        raise ValueError(f"border='released' knows the crops of unet and mprnet, not {type(inner).__name__}; "
+        raise ConfigError(f"border='released' knows the crops of unet and mprnet, not {type(inner).__name__}; "
                          "name one: released-unet or released-mprnet")
-    raise ValueError("border='released' without a network: name the crop, released-unet or released-mprnet")
+    raise ConfigError("border='released' without a network: name the crop, released-unet or released-mprnet")
 
 
 def describe_border(border: str) -> str:
@@ -297,24 +293,13 @@ def _resolve_flow(flow: nn.Module | str | None, device: torch.device) -> tuple[n
     return flow, getattr(flow, "name", None) or type(flow).__name__
 
 
-def lpips_or_reason(device: torch.device | str | None = None) -> tuple[LPIPSMetric | None, str]:
-    """The LPIPS metric, or ``None`` and why (one line saying how to enable it); never downloads.
-
-    Missing AlexNet weights are noticed by a file lookup before the ``lpips``
-    package (which imports torchvision, seconds) is imported.
-    """
-    if importlib.util.find_spec("lpips") is not None and not os.path.isfile(alexnet_weights_path()):
-        return None, _weights_problem()  # the same message load_lpips gives, without the import
-    metric, reason = load_lpips(device)
-    return metric, reason or LPIPS_NOTE
-
-
 def _resolve_lpips(lpips: LPIPSMetric | str | None, device: torch.device) -> tuple[LPIPSMetric | None, str]:
     """The LPIPS metric (or ``None``) and a line for the report saying what was used or why not."""
     if isinstance(lpips, str):
         if lpips != "auto":
             raise ValueError(f"lpips must be an LPIPS metric, None or 'auto', not {lpips!r}")
-        return lpips_or_reason(device)
+        metric, reason = load_lpips(device)
+        return metric, reason or LPIPS_NOTE
     if lpips is None:
         return None, "LPIPS not requested"
     return lpips.to(device), LPIPS_NOTE

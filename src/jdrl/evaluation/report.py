@@ -321,18 +321,28 @@ def _strips_from_images(result: EvalResult, report_dir: Path, max_side: int) -> 
     return writer.paths
 
 
+STRIP_NOTE = ("input, output, GT, GT warped onto the output (deformed GT), calibration mask (released rule, "
+              "white = kept), flow output->GT in the standard colour coding.")
+
+
 def write_report(
     results: EvalResult | Sequence[EvalResult],
     report_dir: str | os.PathLike,
     strips: Mapping[str, str] | None = None,
     title: str = "jdrl evaluation",
     max_side: int = 384,
+    *,
+    intro: str | None = None,
+    strip_note: str = STRIP_NOTE,
+    figures: Sequence[tuple[str, str]] = (),
 ) -> Path:
     """Write ``report_dir/index.html``: the means table, per-image metrics and strips.
 
     The strips shown are those of the first result: ``strips`` (image name ->
     path relative to ``report_dir``, e.g. a :class:`StripWriter`'s ``paths``),
-    or, when not given, strips written now from ``results[0].images``.
+    or, when not given, strips written now from ``results[0].images``. ``intro`` is a
+    paragraph under the title, ``strip_note`` says what the strips show, and
+    ``figures`` adds ``(caption, relative path)`` pictures at the end (e.g. curves).
     """
     results = _as_results(results)
     report = Path(report_dir)
@@ -342,26 +352,30 @@ def write_report(
     missing = [rel for rel in strips.values() if not (report / rel).is_file()]
     if missing:
         raise FileNotFoundError(f"report strips missing under {report}: {', '.join(missing[:5])}")
-    figures = []
+    strip_figures = []
     for row in results[0].rows:
         relative = strips.get(row["name"])
         if relative is None:
             continue
         caption = f"{row['name']}: PSNR {format_value(row.get('psnr'), 'psnr')} dB (GT), " \
                   f"{format_value(row.get('psnr_deformed'), 'psnr')} dB (deformed GT)"
-        figures.append(f'<figure><figcaption>{html.escape(caption)}</figcaption>'
+        strip_figures.append(f'<figure><figcaption>{html.escape(caption)}</figcaption>'
                        f'<img src="{html.escape(quote(relative))}" alt="{html.escape(str(row["name"]))}"></figure>')
-    body = [
-        f"<h1>{html.escape(title)}</h1>",
+    body = [f"<h1>{html.escape(title)}</h1>"]
+    if intro:
+        body.append(f"<p>{html.escape(intro)}</p>")
+    body += [
         "<h2>Means</h2>", _means_table(results),
         "<h2>How it was measured</h2>", _options_list(results),
     ]
     for result in results:
         body += [f"<h2>Per image: {html.escape(result.label)}</h2>", _per_image_table(result)]
-    if figures:
-        body += [f"<h2>Images: {html.escape(results[0].label)}</h2>",
-                 "<p>input, output, GT, GT warped onto the output (deformed GT), calibration mask "
-                 "(released rule, white = kept), flow output&rarr;GT in the standard colour coding.</p>", *figures]
+    if strip_figures:
+        body += [f"<h2>Images: {html.escape(results[0].label)}</h2>", f"<p>{html.escape(strip_note)}</p>",
+                 *strip_figures]
+    for caption, relative in figures:
+        body.append(f'<figure><figcaption>{html.escape(caption)}</figcaption>'
+                    f'<img src="{html.escape(quote(relative))}" alt="{html.escape(caption)}"></figure>')
     page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>\n<body>\n"
             + "\n".join(body) + "\n</body></html>\n")

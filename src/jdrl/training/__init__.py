@@ -33,15 +33,17 @@ def train(
     resume: str | None = None,
     datasets=None,
     quiet: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """Train and return the run folder (checkpoints ``last.pt``/``best.pt``, logs, TensorBoard).
 
     ``resume`` is ``"auto"`` (newest valid checkpoint of ``run_dir``, or a fresh
-    start) or a checkpoint path. ``datasets`` optionally replaces the configured
+    start in a folder without a run) or a checkpoint path; without it, a ``run_dir`` that
+    holds a run is refused unless ``overwrite``. ``datasets`` optionally replaces the configured
     data with ``(train, val)`` datasets (items as :class:`jdrl.data.datasets.PairedImageDataset`).
     """
     from jdrl.training.trainer import Trainer
 
     resolved = load_train_config(config, overrides)
     folder = Path(run_dir) if run_dir is not None else default_run_dir(None if isinstance(config, TrainConfig) else config)
-    return Trainer(resolved, folder, resume=resume, datasets=datasets, quiet=quiet).fit()
+    return Trainer(resolved, folder, resume=resume, datasets=datasets, quiet=quiet, overwrite=overwrite).fit()

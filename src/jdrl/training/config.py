@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from jdrl.data.synthetic import SynthParams
 from jdrl.losses import JDRLConfig
 
 
@@ -32,18 +33,13 @@ class DataSource:
     limit: int | None = None  # use only the first N pairs
 
 
-@dataclass
-class SyntheticData:
-    """In-memory synthetic pairs (``jdrl synth``'s model) instead of folders."""
+@dataclass(frozen=True)
+class SyntheticData(SynthParams):
+    """In-memory synthetic pairs instead of folders: the generator's parameters (:class:`SynthParams`,
+    the same fields and defaults as ``jdrl synth``) plus how many pairs and from which photos."""
 
     train: int = 64  # number of training pairs
     val: int = 8  # held-out pairs (generated after the training ones)
-    size: int = 128
-    r_max: float = 4.0
-    shift: float = 5.0
-    zoom: float = 0.03
-    exposure: float = 0.0
-    noise: float = 0.0
     seed: int = 0
     sources: str | None = None  # folder of sharp images; None = scikit-image's photos
     val_sources: str | None = None  # folder of held-out source images

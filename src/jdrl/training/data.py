@@ -31,17 +31,10 @@ class AlignedTargets(EpochSeeded):
 
 
 def _synthetic(config: DataConfig, synthetic: SyntheticData) -> tuple[Dataset, Dataset | None]:
-    from jdrl.data.synthetic import SynthParams, default_sources, folder_sources
     from jdrl.data.datasets import SyntheticPairs
+    from jdrl.data.synthetic import default_sources, folder_sources
 
-    params = SynthParams(
-        size=synthetic.size,
-        r_max=synthetic.r_max,
-        shift=synthetic.shift,
-        zoom=synthetic.zoom,
-        exposure=synthetic.exposure,
-        noise=synthetic.noise,
-    )
+    params = synthetic.generator_params()
     sources = folder_sources(synthetic.sources) if synthetic.sources else default_sources()
     if synthetic.val_sources:
         val_sources = folder_sources(synthetic.val_sources)

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as torch_dist
 
+from jdrl.runtime import choose_device
+
 
 @dataclass(frozen=True)
 class Dist:
@@ -29,21 +31,12 @@ class Dist:
         return self.rank == 0
 
 
-def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
-    if preference == "auto":
-        preference = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(preference)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank)
-    return device
-
-
 def setup(device_preference: str = "auto") -> Dist:
     """Join the process group when launched by ``torchrun`` (``WORLD_SIZE`` > 1); NCCL on CUDA, gloo on CPU."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = resolve_device(device_preference, local_rank)
+    device = choose_device(device_preference, local_rank)
     owns_group = False
     if world > 1:
         if device.type == "cuda":
