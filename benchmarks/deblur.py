@@ -1,4 +1,4 @@
-"""Inference benchmark: ``jdrl deblur`` on a large image, tiled (SPEC 5 bar: peak RSS <= 4 GB on CPU).
+"""Inference benchmark: ``jdrl deblur`` on a large image, tiled (target: peak RSS <= 4 GB on CPU).
 
     python benchmarks/deblur.py                          # CPU: 4096x2160 tiled, plus whole 512^2 and 1024^2
     python benchmarks/deblur.py --device cuda            # the same on the GPU

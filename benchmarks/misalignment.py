@@ -15,7 +15,7 @@ Groups (``--groups``):
 
 ``main``       the blurry input, the aligned oracle (pixel loss on perfectly aligned
                pairs: the upper bound), the pixel loss, JDRL
-``ablations``  SPEC 2.6's #2-#6 (#1 is the pixel loss, "full" is JDRL)
+``ablations``  the paper's Table 4, #2-#6 (#1 is the pixel loss, "full" is JDRL)
 ``masks``      the calibration-mask modes paper and parametric (reference is JDRL's default: the main row)
 ``flows``      the training flow estimator spynet (needs ``--spynet-weights``; dis is the main row)
 ``strength``   pixel vs JDRL at misalignment none / DPDD-like / SDD-like
@@ -113,7 +113,7 @@ def main() -> None:
     started = time.perf_counter()
     groups = {
         "main": ("Main: input, oracle, pixel loss, JDRL", [ORACLE, PIXEL, JDRL]),
-        "ablations": ("Ablations (SPEC 2.6 numbering)", ABLATIONS),
+        "ablations": ("Ablations (the paper's Table 4 numbering)", ABLATIONS),
         "masks": ("Calibration mask modes (JDRL)", MASKS),
         "flows": ("Training flow estimators (JDRL)", None),
     }

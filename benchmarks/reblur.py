@@ -1,4 +1,4 @@
-"""Ring vs direct reblurring: time and peak memory of forward + backward (SPEC 5 bar: >= 10x, >= 4x).
+"""Ring vs direct reblurring: time and peak memory of forward + backward (target: >= 10x, >= 4x).
 
     python benchmarks/reblur.py                 # CPU, and CUDA when present
     python benchmarks/reblur.py --sizes 256 --repeats 3

@@ -1,4 +1,4 @@
-"""Seconds per training step: plain pixel loss vs JDRL, same network, crop and batch (SPEC 5 bar: <= 1.6x).
+"""Seconds per training step: plain pixel loss vs JDRL, same network, crop and batch (target: <= 1.6x).
 
     python benchmarks/train_step.py                       # full-width UNet, crop 256, batch 1, CPU
     python benchmarks/train_step.py --device cuda --amp bf16

@@ -1,4 +1,4 @@
-"""The evaluation protocol (SPEC 2.6): deformed GT, aligned-truth columns, border modes, LPIPS gaps, `jdrl eval`."""
+"""The evaluation protocol (paper, Experiments; Table 4 for the ablations): deformed GT, aligned-truth columns, border modes, LPIPS gaps, `jdrl eval`."""
 
 from __future__ import annotations
 

@@ -54,7 +54,7 @@ def tiny_unet() -> nn.Module:
 
 
 def test_tiled_unet_equals_whole_image_when_the_overlap_covers_its_receptive_field(tiny_unet, rng):
-    # SPEC 5: seams invisible, tiled vs whole <= 1e-3 on an image that fits whole. The UNet
+    # docs/RESULTS.md: seams invisible, tiled vs whole <= 1e-3 on an image that fits whole. The UNet
     # sees +-112 px, so an overlap of 2 * 112 + the 32 px cross-fade leaves no visible trace.
     image = as_batch(textured_image(rng, 361, 421))
     whole = deblur_tensor(tiny_unet, image)

@@ -1,4 +1,3 @@
-import numpy as np
 
 from jdrl.cli import main
 from jdrl.data.pairs import discover_pairs

@@ -17,6 +17,7 @@ from jdrl.data.synthetic import SynthParams
 from jdrl.data.datasets import SyntheticPairs
 from jdrl.errors import TrainingError, TrainingInterrupted
 from jdrl.images import write_image
+from jdrl.nets import net_names
 from jdrl.training import load_train_config, train
 from tests.conftest import textured_image
 
@@ -64,7 +65,7 @@ def test_every_preset_loads():
     assert {f"ablation_{i}" for i in range(1, 7)} <= set(names)
     for name in names:
         config = load_train_config(name)
-        assert config.net.name in ("unet", "mprnet")
+        assert config.net.name in net_names()
     assert load_train_config("ablation_2").loss.deform == "none"
     assert load_train_config("ablation_6").loss.reblur == "single"
     assert load_train_config("dpdd_mprnet").net.name == "mprnet"

@@ -143,3 +143,9 @@ def scan_run(run_dir: str | os.PathLike) -> tuple[list[tuple[int, float, Path]],
         else:
             bad.append((path, "not a jdrl training checkpoint"))
     return good, bad
+
+
+def selected_checkpoint(run_dir: str | os.PathLike, select: str = "last") -> Path:
+    """A run's result: ``best.pt`` when ``select == "best"`` and one was kept, else ``last.pt``."""
+    best = Path(run_dir) / "best.pt"
+    return best if select == "best" and best.is_file() else Path(run_dir) / "last.pt"

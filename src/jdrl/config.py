@@ -6,11 +6,16 @@
 * YAML files may start from another file or preset with ``base: NAME``.
 * ``key.sub=value`` overrides are parsed as YAML scalars (``1e-4``, ``true``,
   ``[1, 2]``, ``null``), never evaluated as code.
+* Every number has a declared range beside its field (:func:`ranged`); :func:`validate`
+  reports every violation of a whole config at once, with the dotted key, the value and
+  what is allowed. YAML aliases are refused (a few bytes of nested aliases can expand to
+  gigabytes), and so are documents over :data:`MAX_CONFIG_BYTES`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 from collections.abc import Iterable, Mapping
@@ -23,6 +28,76 @@ import yaml
 from jdrl.errors import ConfigError
 
 C = TypeVar("C")
+MAX_CONFIG_BYTES = 1_000_000  # a config is a page of text, not a data file
+
+
+# ---------------------------------------------------------------------- declared ranges
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """What a numeric field allows: bounds (each inclusive or not), finiteness, and a reason shown on failure."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    finite: bool = True
+
+    def problem(self, value: Any) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None  # types are checked when the config is built
+        if self.finite and not math.isfinite(value):
+            return "must be a finite number"
+        for bound, ok, words in ((self.ge, lambda v, b: v >= b, ">="), (self.gt, lambda v, b: v > b, ">"),
+                                 (self.le, lambda v, b: v <= b, "<="), (self.lt, lambda v, b: v < b, "<")):
+            if bound is not None and not ok(value, bound):
+                return f"must be {self.describe()}"
+        return None
+
+    def describe(self) -> str:
+        parts = [f"{words} {bound:g}" for bound, words in ((self.ge, ">="), (self.gt, ">"), (self.le, "<="),
+                                                           (self.lt, "<")) if bound is not None]
+        return " and ".join(parts) if parts else "finite"
+
+
+POSITIVE = Range(gt=0)
+NON_NEGATIVE = Range(ge=0)
+AT_LEAST_ONE = Range(ge=1)
+FRACTION = Range(ge=0, le=1)
+
+
+def ranged(default: Any = dataclasses.MISSING, check: Range = NON_NEGATIVE, **kwargs: Any) -> Any:
+    """A dataclass field whose number(s) must satisfy ``check`` (also each item of a list/tuple value)."""
+    metadata = {**kwargs.pop("metadata", {}), "range": check}
+    return dataclasses.field(default=default, metadata=metadata, **kwargs)
+
+
+def violations(config: Any, where: str = "") -> list[str]:
+    """Every declared-range violation of a config tree, as ``"key: value must be ..."``."""
+    found = []
+    for f in dataclasses.fields(config):
+        value, key = getattr(config, f.name), where + f.name
+        if dataclasses.is_dataclass(value):
+            found += violations(value, key + ".")
+            continue
+        check = f.metadata.get("range")
+        if check is None or value is None:
+            continue
+        items = enumerate(value) if isinstance(value, (list, tuple)) else [(None, value)]
+        for index, item in items:
+            problem = check.problem(item)
+            if problem:
+                found.append(f"{key}{'' if index is None else f'[{index}]'}: {item!r} {problem}")
+    return found
+
+
+def validate(config: C) -> C:
+    """``config`` itself if every declared range holds; else one :class:`ConfigError` listing every violation."""
+    found = violations(config)
+    if found:
+        raise ConfigError(f"{len(found)} invalid config value(s):\n  " + "\n  ".join(found))
+    return config
 
 
 # ---------------------------------------------------------------------- dict <-> dataclass
@@ -119,8 +194,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not sep or not key.strip():
         raise ConfigError(f"override {text!r} is not of the form key.sub=value")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as error:
+        value = safe_yaml(raw, f"override {text!r}") if raw.strip() else ""
+    except ConfigError as error:
         raise ConfigError(f"override {text!r}: cannot parse value ({error})") from None
     if isinstance(value, str) and _looks_like_float(value):
         value = float(value)  # YAML 1.1 reads "1e-4" as a string
@@ -186,16 +261,41 @@ def _read_yaml_source(name_or_path: str | os.PathLike) -> tuple[dict, Path | Non
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
-        text, where = path.read_text(), path.parent
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: {path.stat().st_size} bytes is too large for a config (limit {MAX_CONFIG_BYTES})")
+        try:
+            text, where = path.read_text(encoding="utf-8"), path.parent
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not a text (UTF-8) YAML file") from None
     else:
         resource = resources.files(PRESET_PACKAGE) / f"{name_or_path}.yaml"
         if not resource.is_file():
             raise ConfigError(f"no config file or preset named {str(name_or_path)!r}; presets: {', '.join(preset_names())}")
         text, where = resource.read_text(), None
-    data = yaml.safe_load(text) or {}
+    data = safe_yaml(text, str(name_or_path)) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{name_or_path}: a config must be a mapping at the top level")
     return data, where
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """A safe loader that refuses aliases (``*name``): nested aliases expand exponentially ("billion laughs")."""
+
+    def compose_node(self, parent, index):  # noqa: ANN001 - PyYAML's signature
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.YAMLError(f"YAML aliases (*{event.anchor}) are not allowed in configs (line {event.start_mark.line + 1})")
+        return super().compose_node(parent, index)
+
+
+def safe_yaml(text: str, where: str) -> Any:
+    """Parse a config's YAML text: size-limited, no aliases, no code; errors name ``where``."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{where}: {len(text)} bytes is too large for a config (limit {MAX_CONFIG_BYTES})")
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{where}: not valid YAML ({str(error).splitlines()[0]})") from None
 
 
 def load_yaml_tree(name_or_path: str | os.PathLike, _seen: tuple[str, ...] = ()) -> dict:
@@ -214,7 +314,7 @@ def load_yaml_tree(name_or_path: str | os.PathLike, _seen: tuple[str, ...] = ())
 def load_config(cls: type[C], name_or_path: str | os.PathLike | None = None, overrides: Iterable[str] = ()) -> C:
     """Preset name or YAML path (or ``None`` for the defaults) + overrides -> typed config."""
     data = load_yaml_tree(name_or_path) if name_or_path is not None else {}
-    return from_dict(cls, apply_overrides(data, overrides))
+    return validate(from_dict(cls, apply_overrides(data, overrides)))
 
 
 def dump_yaml(config: Any, path: str | os.PathLike | None = None) -> str:

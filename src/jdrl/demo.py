@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # the CLI imports this module to build its --help: no torch a
 
 #: bundled photos kept out of training; the demo scores the models on these only
 HELD_OUT = ("coffee", "motorcycle_right", "astronaut", "chelsea")
+DEMO_PANEL_SIDE = 192  # px: the demo strips put five pictures side by side
 NEVER = 10**9  # a decay interval no run reaches: a constant learning rate
 #: metric columns against the truth -> short names in tables and results.json
 COLUMNS = {"psnr_aligned": "psnr", "ssim_aligned": "ssim", "mae_aligned": "mae", "flow_error": "flow_error"}
@@ -139,7 +140,7 @@ def run_variants(
 
     train_set, eval_set = datasets or make_datasets(settings)
     flow = build_flow(settings.score_flow)
-    score = dict(flow=flow, keep_images=keep_images, thumbnail_size=192, device=settings.device)
+    score = dict(flow=flow, keep_images=keep_images, thumbnail_size=DEMO_PANEL_SIDE, device=settings.device)
     results = {"input": evaluate(eval_set, None, label="input", **score)}
     seconds = {}
     for variant in variants:
@@ -207,7 +208,7 @@ def _strips(out: Path, results: dict) -> dict[str, str]:
         panels["truth (aligned)"] = first.images[name]["aligned truth"]
         panels["GT (misaligned)"] = first.images[name]["GT"]
         path = Path("strips") / f"{name}.png"
-        write_image(out / path, make_strip(panels, max_side=192).astype("float32") / 255.0)
+        write_image(out / path, make_strip(panels, max_side=DEMO_PANEL_SIDE).astype("float32") / 255.0)
         paths[name] = str(path)
     return paths
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import uuid
 import warnings
@@ -195,3 +196,65 @@ def export_onnx(
     finally:
         tmp.unlink(missing_ok=True)
     return result
+
+
+# ------------------------------------------------------------------------ safetensors (a model folder, no pickle)
+
+
+@dataclass(frozen=True)
+class FolderExport:
+    """What :func:`export_safetensors` wrote and how it was checked."""
+
+    folder: Path
+    tensors: int
+    ema: bool
+    verified: bool
+
+    def __str__(self) -> str:
+        check = ("read back: every tensor bit-identical, the same network and options" if self.verified
+                 else "not verified: verification switched off")
+        return f"{self.tensors} tensors{' (EMA weights)' if self.ema else ''}; {check}"
+
+
+def load_export_net(checkpoint, name: str | None = None, ema: bool = True) -> tuple[nn.Module, bool]:
+    """The network of ``checkpoint`` to export: its EMA weights when the checkpoint keeps them (and ``ema``).
+
+    Returns ``(net, used_ema)``; ``net.jdrl_spec`` says where it came from.
+    """
+    from jdrl.nets.factory import build_registered, read_weights
+    from jdrl.weights import load_strict
+
+    loaded = read_weights(checkpoint, name)
+    averaged = loaded.checkpoint.get("ema") if ema else None
+    state = averaged["state_dict"] if isinstance(averaged, dict) and averaged.get("state_dict") else None
+    net = build_registered(loaded.spec.name, **loaded.spec.options)
+    source = f"{loaded.spec.path} (ema)" if state is not None else loaded.spec.path or "checkpoint"
+    load_strict(net, state if state is not None else loaded.state_dict, source)
+    net.jdrl_spec = loaded.spec  # type: ignore[assignment]
+    return net.eval(), state is not None
+
+
+def export_safetensors(net: nn.Module, folder: str | os.PathLike, *, ema: bool = False,
+                       verify: bool = True) -> FolderExport:
+    """Write ``net`` as a model folder (``config.json`` + ``model.safetensors``, :mod:`jdrl.hub`).
+
+    With ``verify`` the folder is read back and every tensor compared with ``net``'s
+    (bit-exact) before returning; a mismatch raises :class:`VerificationError`.
+    """
+    from jdrl.hub import read_model, write_model_folder
+    from jdrl.nets.factory import describe
+
+    spec = describe(net)
+    state = net.state_dict()
+    folder = write_model_folder(folder, spec.name, spec.options, state, step=spec.step, ema=ema,
+                                size_multiple=getattr(net, "size_multiple", None))
+    if verify:
+        back = read_model(folder)
+        wrong = sorted(set(state) ^ set(back.state_dict))
+        wrong += [key for key in sorted(set(state) & set(back.state_dict))
+                  if not torch.equal(state[key].detach().cpu(), back.state_dict[key])]
+        options = json.loads(json.dumps(dict(spec.options)))  # tuples come back as lists
+        if wrong or back.name != spec.name or back.options != options:
+            raise VerificationError(f"{folder}: reading the model folder back does not give the network "
+                                    f"(differing: {', '.join(wrong[:5]) or 'name/options'})")
+    return FolderExport(folder, len(state), ema, verify)

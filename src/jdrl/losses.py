@@ -1,4 +1,4 @@
-"""The JDRL objective (SPEC 2.1-2.4) as a drop-in ``nn.Module``.
+"""The JDRL objective (paper Eqs. (1)-(7)) as a drop-in ``nn.Module``.
 
     L = L_d(restored, sharp) + alpha * C(R(restored, blurry), blurry)
 
@@ -15,7 +15,7 @@ Use it with any network::
     restored = net(blurry)
     loss, parts = loss_fn(restored, blurry, sharp, stage="full")   # "warmup" first
 
-Every ablation of the paper (SPEC 2.6) is a switch of :class:`JDRLConfig`. Extra terms
+Every ablation of the paper (paper, Experiments; Table 4 for the ablations) is a switch of :class:`JDRLConfig`. Extra terms
 (e.g. a network's auxiliary losses) are added by name: register a factory in
 :data:`LOSS_TERMS` and list it in ``JDRLConfig.terms`` (``-o loss.terms={name: weight}``),
 or call :meth:`JDRLLoss.add_term` in Python. Each term is logged under its name.
@@ -23,13 +23,14 @@ or call :meth:`JDRLLoss.add_term` in Python. Each term is logged under its name.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 from torch import nn
 
+from jdrl.config import POSITIVE, Range, ranged, validate
 from jdrl.flow import build_flow
 from jdrl.flow.mask import calibration_mask
 from jdrl.flow.warp import warp
@@ -54,21 +55,24 @@ def charbonnier(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-3) -> torch.Te
 class JDRLConfig:
     """Everything that defines the objective. Defaults are the paper's."""
 
-    objective: Literal["jdrl", "pixel"] = "jdrl"  # pixel: plain Charbonnier to the raw GT (ablation #1)
-    alpha: float = 0.5  # weight of the reblurring loss
-    eps: float = 1e-3  # Charbonnier epsilon
+    objective: Literal["jdrl", "pixel", "cobi"] = "jdrl"  # pixel: Charbonnier to the raw GT (ablation #1); cobi: CoBi
+    cobi_options: dict = field(default_factory=dict)  # jdrl.cobi.CoBiLoss options (patch_size, vgg_weights, ...)
+    alpha: float = ranged(0.5)  # weight of the reblurring loss
+    eps: float = ranged(1e-3, POSITIVE)  # Charbonnier epsilon
     flow: str = "dis"  # flow estimator (jdrl.flow registry); the paper used pwcnet
     flow_weights: str | None = None
     flow_options: dict = field(default_factory=dict)
     deform: Literal["cycle", "forward", "none"] = "cycle"  # none = ablation #2 (no flow deformation)
     mask: Literal["reference", "paper", "parametric", "none"] = "reference"  # none = ablation #3
-    lam: float = 0.35  # calibration mask tolerance
+    lam: float = ranged(0.35, Range(ge=0, le=1))  # calibration mask tolerance
     mask_options: dict = field(default_factory=dict)
-    reblur: Literal["isotropic", "free", "single", "none"] = "isotropic"  # none/free/single = ablations #4/#5/#6
+    # none/free/single = ablations #4/#5/#6; single_free = #6 as the released one-branch model (one free kernel)
+    reblur: Literal["isotropic", "free", "single", "single_free", "none"] = "isotropic"
     reblur_support: Literal["square", "disk"] = "square"
     reblur_impl: Literal["ring", "direct"] = "ring"
-    reblur_features: int = 64
+    reblur_features: int = ranged(64, Range(ge=1, le=1024))
     warp_padding: Literal["border", "zeros", "reflection"] = "border"
+    warp: Literal["exact", "released"] = "exact"  # released: the authors' flow_resample (half-pixel zoom; REPRODUCE.md)
     terms: dict = field(default_factory=dict)  # extra terms by LOSS_TERMS name: weight (or {weight: w, ...options})
 
 
@@ -87,7 +91,7 @@ class JDRLLoss(nn.Module):
 
     def __init__(self, config: JDRLConfig | None = None, flow=None):
         super().__init__()
-        self.config = config = config or JDRLConfig()
+        self.config = config = validate(config or JDRLConfig())
         needs_flow = config.objective == "jdrl" and config.deform != "none"
         # kept outside the module tree: frozen, never in state_dict or parameters()
         self._flow = (flow or build_flow(config.flow, config.flow_weights, **config.flow_options)) if needs_flow else None
@@ -97,6 +101,11 @@ class JDRLLoss(nn.Module):
             if uses_reblur
             else None
         )
+        self.cobi = None
+        if config.objective == "cobi":  # the paper's comparison objective (CoBi, Zhang et al. 2019); no flow, no R
+            from jdrl.cobi import CoBiLoss
+
+            self.cobi = CoBiLoss(**config.cobi_options)
         self._terms: dict[str, tuple[float, TermFn]] = {}
         for name, setting in config.terms.items():
             options = dict(setting) if isinstance(setting, dict) else {"weight": setting}
@@ -122,6 +131,9 @@ class JDRLLoss(nn.Module):
     def _char(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return charbonnier(x, y, self.config.eps)
 
+    def _warp(self, image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+        return warp(image, flow, self.config.warp_padding, self.config.warp)
+
     def _mask(self, flow: torch.Tensor) -> torch.Tensor:
         return calibration_mask(flow, self.config.mask, self.config.lam, **self.config.mask_options)
 
@@ -132,8 +144,8 @@ class JDRLLoss(nn.Module):
             raise ValueError(f"stage must be one of {STAGES}, not {stage!r}")
         with torch.autocast(device_type=restored.device.type, enabled=False):
             restored, blurry, sharp = restored.float(), blurry.float(), sharp.float()
-            if self.config.objective == "pixel":
-                total = self._char(restored, sharp)
+            if self.config.objective in ("pixel", "cobi"):
+                total = self._char(restored, sharp) if self.cobi is None else self.cobi(restored, sharp)
                 parts = {"total": total.detach(), "deblur": total.detach()}
             elif stage == "warmup":
                 total, parts = self._warmup(restored, blurry, sharp)
@@ -151,7 +163,7 @@ class JDRLLoss(nn.Module):
         return total, parts
 
     def _warmup(self, restored, blurry, sharp):
-        target = sharp if self._flow is None else warp(sharp, self._flow(blurry, sharp), self.config.warp_padding)
+        target = sharp if self._flow is None else self._warp(sharp, self._flow(blurry, sharp))
         total = self._char(restored, target)
         return total, {"total": total.detach(), "deblur": total.detach()}
 
@@ -173,13 +185,13 @@ class JDRLLoss(nn.Module):
             return self._char(restored, sharp)
         output = restored.detach()
         flow_fwd = self._flow(output, sharp)  # sharp moved onto the output
-        sharp_w = warp(sharp, flow_fwd, self.config.warp_padding)
+        sharp_w = self._warp(sharp, flow_fwd)
         mask_fwd = self._mask(flow_fwd)
         term = self._char(mask_fwd * restored, mask_fwd * sharp_w)
         parts["deblur_fwd"], parts["mask_fwd"] = term.detach(), mask_fwd.mean()
         if self.config.deform == "cycle":
             flow_bwd = self._flow(sharp, output)  # the output moved onto sharp (differentiable in the output)
-            restored_w = warp(restored, flow_bwd, self.config.warp_padding)
+            restored_w = self._warp(restored, flow_bwd)
             mask_bwd = self._mask(flow_bwd)
             backward = self._char(mask_bwd * sharp, mask_bwd * restored_w)
             parts["deblur_bwd"], parts["mask_bwd"] = backward.detach(), mask_bwd.mean()

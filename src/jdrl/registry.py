@@ -20,9 +20,10 @@ T = TypeVar("T", bound=Callable)
 class Registry(Generic[T]):
     """A named collection of factories of one kind (networks, flow estimators, ...)."""
 
-    def __init__(self, kind: str, modules: Iterable[str] = ()):
+    def __init__(self, kind: str, modules: Iterable[str] = (), entry_point_group: str | None = None):
         self.kind = kind
         self._modules = tuple(modules)
+        self._group = entry_point_group  # installed packages may add entries under this entry-point group
         self._entries: dict[str, T] = {}
         self._loaded = False
 
@@ -41,15 +42,28 @@ class Registry(Generic[T]):
             self._loaded = True
             for module in self._modules:
                 importlib.import_module(module)
+            if self._group:
+                self._load_plugins()
+
+    def _load_plugins(self) -> None:
+        """Entries of installed packages: ``[project.entry-points."GROUP"] name = "package.module:factory"``."""
+        from importlib.metadata import entry_points
+
+        for point in entry_points(group=self._group):
+            if point.name not in self._entries:
+                self._entries[point.name] = _LazyEntryPoint(point)  # type: ignore[assignment]
 
     def get(self, name: str) -> T:
         self._load()
         try:
-            return self._entries[name]
+            entry = self._entries[name]
         except KeyError:
             raise UnknownNameError(
                 f"unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())}"
             ) from None
+        if isinstance(entry, _LazyEntryPoint):
+            entry = self._entries[name] = entry.resolve(self.kind)
+        return entry
 
     def names(self) -> list[str]:
         self._load()
@@ -61,3 +75,19 @@ class Registry(Generic[T]):
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, {self.names()})"
+
+
+class _LazyEntryPoint:
+    """A plugin entry, imported on first use (so listing names imports nothing)."""
+
+    def __init__(self, point):  # noqa: ANN001 - importlib.metadata.EntryPoint
+        self.point = point
+
+    def resolve(self, kind: str):
+        from jdrl.errors import ConfigError
+
+        try:
+            return self.point.load()
+        except Exception as error:  # noqa: BLE001 - a broken plugin is the user's to fix, say which
+            raise ConfigError(f"{kind} {self.point.name!r} (entry point {self.point.value}) cannot be loaded: "
+                              f"{type(error).__name__}: {error}") from None

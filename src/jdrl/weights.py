@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -13,16 +12,10 @@ from jdrl.errors import WeightsError
 
 
 def read_state_dict(path: str | os.PathLike, nested_keys: tuple[str, ...] = ("state_dict", "params", "model")) -> dict:
-    """Load a checkpoint on the CPU and return its state dict (unwrapping common containers)."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise WeightsError(f"weight file {path} not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except UnicodeDecodeError:  # pickled by Python 2 (e.g. the authors' PWC-Net file)
-        state = torch.load(path, map_location="cpu", weights_only=True, encoding="latin1")
-    except Exception as error:  # noqa: BLE001 - any unpickling failure means "not a weight file"
-        raise WeightsError(f"{path}: cannot be read as a PyTorch weight file ({error})") from None
+    """Load a weight file on the CPU (``weights_only``) and return its state dict (unwrapping common containers)."""
+    from jdrl.checkpoint import load_file
+
+    state = load_file(path)
     for key in nested_keys:
         if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
             state = state[key]
@@ -34,10 +27,6 @@ def read_state_dict(path: str | os.PathLike, nested_keys: tuple[str, ...] = ("st
 def strip_prefix(state: Mapping[str, torch.Tensor], prefix: str = "module.") -> dict:
     """Remove a DataParallel-style prefix from every key that has it."""
     return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
-
-
-def rename_prefix(state: Mapping[str, torch.Tensor], old: str, new: str) -> dict:
-    return {new + k[len(old):] if k.startswith(old) else k: v for k, v in state.items()}
 
 
 def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:

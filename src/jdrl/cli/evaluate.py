@@ -1,4 +1,4 @@
-"""``jdrl eval``: score a checkpoint (and/or the blurry input) with the paper's protocol (SPEC 2.6).
+"""``jdrl eval``: score a checkpoint (and/or the blurry input) with the paper's protocol (paper, Experiments; Table 4 for the ablations).
 
 Writes ``OUT/metrics.csv`` (per image), ``OUT/summary.json`` (means, options,
 versions) and ``OUT/summary.md`` (the table, also printed); with ``--report``
@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from jdrl.vocabulary import BORDER_MODES, MASK_MODES, PROTOCOLS, WARP_CONVENTIONS
+
 HELP = "score a checkpoint or the blurry input: metrics vs GT, deformed GT (and truth on synthetic data)"
 
 SYNTHETIC = "synthetic"
-# = jdrl.evaluation.protocol.BORDER_MODES (spelled out so that `jdrl --help` needs no torch; a test checks)
-BORDER_CHOICES = ("reflect", "released", "released-unet", "released-mprnet")
-# = jdrl.flow.mask.MASK_MODES (likewise)
-MASK_CHOICES = ("reference", "paper", "parametric", "none")
+BORDER_CHOICES = BORDER_MODES  # defined once, in jdrl.vocabulary (torch-free: `jdrl --help` stays fast)
+MASK_CHOICES = MASK_MODES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,11 +34,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--net", help="network name for a released checkpoint (unet, mprnet), if not recognised")
     what.add_argument("--baseline", choices=["input"], help="also (or only) score the blurry input itself")
     how = parser.add_argument_group("how")
-    how.add_argument("--flow", default="dis", help="flow estimator for the deformed GT (default: %(default)s)")
+    how.add_argument("--protocol", default="jdrl", choices=PROTOCOLS,
+                     help="jdrl (default): exact warp, reflect padding, full bit depth, the chosen flow; paper: the "
+                          "released pipeline (PWC-Net flow from --flow-weights, released warp and crops, 8-bit "
+                          "reading), for numbers that sit beside the paper's tables")
+    how.add_argument("--warp", choices=WARP_CONVENTIONS,
+                     help="warp of the deformed GT: exact (jdrl) or released (the authors' flow_resample; paper)")
+    how.add_argument("--flow", help="flow estimator for the deformed GT (default: dis; paper: pwcnet)")
     how.add_argument("--flow-weights", help="weight file of a learned flow estimator")
-    how.add_argument("--border", default="reflect", choices=BORDER_CHOICES,
+    how.add_argument("--border", choices=BORDER_CHOICES,
                      help="reflect-pad to the net's multiple and crop back (default), or the released code's "
-                          "crops (unet: top-left to x16, mprnet: centre to x8)")
+                          "crops (unet: top-left to x16, mprnet: centre to x8; the paper protocol's default)")
     how.add_argument("--mask", default="reference", choices=MASK_CHOICES,
                      help="calibration-mask rule drawn in the report strips (default: %(default)s, as released)")
     how.add_argument("--tile", type=int, help="tile size for tiled inference (large images, little memory)")
@@ -68,8 +74,8 @@ def load_dataset(args: argparse.Namespace) -> tuple[object, dict]:
     from jdrl.progress import bar
 
     if args.path == SYNTHETIC:
-        from jdrl.data.synthetic import SynthParams
         from jdrl.data.datasets import SyntheticPairs
+        from jdrl.data.synthetic import SynthParams
 
         base = SynthParams.with_misalignment(args.misalignment, size=args.synthetic_size) if args.misalignment \
             else SynthParams(size=args.synthetic_size)
@@ -87,6 +93,21 @@ def load_dataset(args: argparse.Namespace) -> tuple[object, dict]:
     if found.layout == "dpdd":
         description["split"] = args.split
     return PairedImageDataset(pairs, crop=None), description
+
+
+def resolve_protocol(args: argparse.Namespace) -> dict:
+    """``--protocol`` as concrete choices (flow, warp, border, 8-bit reading); explicit options win."""
+    from jdrl.errors import UsageError
+
+    paper = args.protocol == "paper"
+    flow = args.flow or ("pwcnet" if paper else "dis")
+    if paper and flow == "pwcnet" and not args.flow_weights:
+        raise UsageError(
+            "--protocol paper scores with PWC-Net, as the paper did: give --flow-weights PATH, the PWC-Net file the "
+            "JDRL release uses (network-default.pytorch of sniklaus/pytorch-pwc, in the authors' JDRL download); "
+            "jdrl never downloads it. Or choose another estimator with --flow (then it is not the paper's protocol)")
+    return {"flow": flow, "warp": args.warp or ("released" if paper else "exact"),
+            "border": args.border or ("released" if paper else "reflect"), "eight_bit": paper}
 
 
 def data_name(args: argparse.Namespace) -> str:
@@ -121,18 +142,23 @@ def load_lpips_for(args: argparse.Namespace, device) -> tuple[object | None, str
 
 
 def run(args: argparse.Namespace) -> int:
-    from jdrl.evaluation.protocol import evaluate, resolve_border
-    from jdrl.evaluation.report import StripWriter, markdown_table, write_report, write_results
+    from jdrl.errors import UsageError
+    from jdrl.evaluation.protocol import PANEL_SIDE, EightBitReading, evaluate, resolve_border
+    from jdrl.evaluation.report import (
+        StripWriter,
+        markdown_table,
+        write_report,
+        write_results,
+    )
     from jdrl.flow import build_flow
     from jdrl.progress import bar
-
-    from jdrl.errors import UsageError
     from jdrl.runtime import choose_device
 
     if not args.checkpoint and not args.baseline:
         raise UsageError("give --checkpoint CKPT, --baseline input, or both")
     if args.net and not args.checkpoint:
         raise UsageError("--net names the network of --checkpoint; give a checkpoint")
+    protocol = resolve_protocol(args)
     device = choose_device(args.device)
     net, net_info = None, {}
     if args.checkpoint:
@@ -141,15 +167,18 @@ def run(args: argparse.Namespace) -> int:
         net = create_net(args.net, checkpoint=args.checkpoint)
         net_info = describe(net).as_dict()
         net.to(device)
-    border = resolve_border(args.border, net)
+    border = resolve_border(protocol["border"], net)
     dataset, data_info = load_dataset(args)
-    flow = build_flow(args.flow, args.flow_weights, device=device)
+    if protocol["eight_bit"]:
+        dataset = EightBitReading(dataset)
+    flow = build_flow(protocol["flow"], args.flow_weights, device=device)
     lpips, lpips_note = load_lpips_for(args, device)
     report_dir = Path(args.report) if args.report else None
     strips = StripWriter(report_dir) if report_dir is not None else None
     common = dict(flow=flow, lpips=lpips, border=border, tile=args.tile, amp=args.amp, device=device, flow_border=0,
-                  panel_size=384, mask_mode=args.mask)
-    info = {**data_info, "flow": args.flow, "flow_weights": args.flow_weights, "lpips": lpips_note}
+                  panel_size=PANEL_SIDE, mask_mode=args.mask, warp=protocol["warp"])
+    info = {**data_info, "protocol": args.protocol, "flow": protocol["flow"], "flow_weights": args.flow_weights,
+            "lpips": lpips_note, "reading": "8-bit (as released)" if protocol["eight_bit"] else "full bit depth"}
 
     results = []
     if net is not None:

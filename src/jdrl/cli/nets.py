@@ -1,14 +1,30 @@
-"""``jdrl nets``: the deblurring networks jdrl can train and run."""
+"""``jdrl nets``: the deblurring networks jdrl can train and run (plugins included)."""
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "list the deblurring networks (parameters at default options, input size multiple)"
+HELP = "list the deblurring networks: parameters, MACs at 256x256, input size multiple"
+MACS_SIDE = 256  # px: the image side at which MACs are counted
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """No options: the listing is always complete."""
+    parser.add_argument("--no-macs", action="store_true", help="skip counting multiply-accumulates (faster)")
+
+
+def count_macs(net, side: int = MACS_SIDE) -> int:
+    """Multiply-accumulates of one forward at ``side`` x ``side`` (PyTorch's FLOP counter; FLOPs / 2).
+
+    The network lives on the meta device: the counter sees every operation and its shapes, no value is computed.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    multiple = net.size_multiple
+    side = -(-side // multiple) * multiple
+    with torch.device("meta"), FlopCounterMode(display=False) as counter, torch.no_grad():
+        net(torch.empty(1, 3, side, side))
+    return counter.get_total_flops() // 2
 
 
 def run(args: argparse.Namespace) -> int:
@@ -16,9 +32,10 @@ def run(args: argparse.Namespace) -> int:
 
     from jdrl.nets import count_parameters, create_net, net_names
 
+    print(f"{'name':<16} {'parameters':>12} {'GMACs@256²':>11}   input H, W multiple of")
     for name in net_names():
-        # Built on the meta device: shapes only, no memory and no initialisation cost.
-        with torch.device("meta"):
-            net = create_net(name)
-        print(f"{name:<8} {count_parameters(net):>12,} parameters   input H, W multiples of {net.size_multiple}")
+        with torch.device("meta"):  # shapes only: no memory and no initialisation cost
+            net = create_net(name).eval()
+        macs = "" if args.no_macs else f"{count_macs(net) / 1e9:.1f}"
+        print(f"{name:<16} {count_parameters(net):>12,} {macs:>11}   {net.size_multiple}")
     return 0

@@ -21,6 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from jdrl.checkpoint import selected_checkpoint
     from jdrl.config import dump_yaml
     from jdrl.errors import UsageError
     from jdrl.training import default_run_dir, load_train_config, train
@@ -39,4 +40,5 @@ def run(args: argparse.Namespace) -> int:
     checkpoints = [name for name in ("last.pt", "best.pt") if (folder / name).is_file()]
     logs = [name for name in ("log.csv", "val.csv", "tensorboard") if (folder / name).exists()]
     print(f"done: {folder} (checkpoints: {', '.join(checkpoints) or 'none'}; logs: {', '.join(logs) or 'none'})")
+    print(f"result (run.select={config.run.select}): {selected_checkpoint(folder, config.run.select)}")
     return 0

@@ -14,9 +14,20 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from jdrl.data.augment import crop_and_augment, dihedral, random_crop_box, sample_generator  # noqa: F401 (re-exported)
+from jdrl.data.augment import (  # noqa: F401 (re-exported)
+    crop_and_augment,
+    dihedral,
+    random_crop_box,
+    sample_generator,
+)
 from jdrl.data.pairs import ImagePair
-from jdrl.data.synthetic import SynthParams, SyntheticPair, default_sources, make_pair, usable_sources
+from jdrl.data.synthetic import (
+    SyntheticPair,
+    SynthParams,
+    default_sources,
+    make_pair,
+    usable_sources,
+)
 from jdrl.images import image_to_tensor, read_image
 
 IMAGE_KEYS = ("blur", "sharp", "aligned")
@@ -27,6 +38,7 @@ class EpochSeeded(Dataset):
 
     seed: int = 0
     epoch: int = 0
+    crop_sampling: str = "uniform"  # where random crops may start: jdrl.data.augment.CROP_SAMPLINGS
 
     def set_epoch(self, epoch: int) -> None:
         """Call before each epoch (like ``DistributedSampler.set_epoch``)."""
@@ -43,11 +55,13 @@ class PairedImageDataset(EpochSeeded):
     aligned sharp image). ``crop=None`` returns whole images.
     """
 
-    def __init__(self, pairs: Sequence[ImagePair], crop: int | None = 256, augment: bool = False, seed: int = 0):
+    def __init__(self, pairs: Sequence[ImagePair], crop: int | None = 256, augment: bool = False, seed: int = 0,
+                 crop_sampling: str = "uniform"):
         self.pairs = list(pairs)
         self.crop = crop
         self.augment = augment
         self.seed = seed
+        self.crop_sampling = crop_sampling
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -57,30 +71,9 @@ class PairedImageDataset(EpochSeeded):
         images = {"blur": read_image(pair.blur), "sharp": read_image(pair.sharp)}
         if pair.aligned is not None:
             images["aligned"] = read_image(pair.aligned)
-        images = crop_and_augment(images, self.generator(index), self.crop, self.augment)
+        images = crop_and_augment(images, self.generator(index), self.crop, self.augment, self.crop_sampling)
         sample: dict = {key: image_to_tensor(value) for key, value in images.items()}
         sample["name"] = pair.name
-        return sample
-
-
-class InMemoryPairs(EpochSeeded):
-    """Pairs already in memory (arrays ``(H, W, 3)`` in [0, 1]); same crops and flips as on disk."""
-
-    def __init__(self, samples: Sequence[dict], crop: int | None = None, augment: bool = False, seed: int = 0):
-        self.samples = list(samples)
-        self.crop = crop
-        self.augment = augment
-        self.seed = seed
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> dict:
-        record = self.samples[index]
-        images = {k: record[k] for k in IMAGE_KEYS if k in record}
-        images = crop_and_augment(images, self.generator(index), self.crop, self.augment)
-        sample: dict = {k: image_to_tensor(v) for k, v in images.items()}
-        sample["name"] = record.get("name", f"{index:05d}")
         return sample
 
 
@@ -89,7 +82,10 @@ class SyntheticPairs(EpochSeeded):
 
     Items are dicts of ``(3, H, W)`` tensors ``blur``, ``sharp``, ``aligned``
     plus ``name``; ``crop``/``augment`` then act as on disk data; :meth:`pair`
-    gives the arrays and the metadata.
+    gives the arrays and the metadata. Items also hold the true ``flow``
+    ``(2, H, W)`` (aligned/blurry geometry -> ``sharp``, ``jdrl.flow.warp.warp(sharp, flow) ~ aligned``)
+    and the ``occlusion`` mask ``(1, H, W)`` (1: no correct correspondence), cropped and
+    flipped/rotated with the images: the flow's vectors are turned with them.
     """
 
     def __init__(
@@ -127,10 +123,35 @@ class SyntheticPairs(EpochSeeded):
     def __getitem__(self, index: int) -> dict:
         pair = self.pair(index)
         images = {"blur": pair.blur, "sharp": pair.sharp, "aligned": pair.aligned}
-        images = crop_and_augment(images, self.generator(index), self.crop, self.augment)
+        if pair.flow is not None:
+            images["flow"] = pair.flow
+            images["occlusion"] = pair.occlusion.astype(np.float32)[:, :, None]
+            if self.augment:  # where each output pixel was: tells how the flip/rotation turns the vectors
+                ys, xs = np.mgrid[0 : pair.flow.shape[0], 0 : pair.flow.shape[1]].astype(np.float32)
+                images["_coords"] = np.stack([xs, ys], axis=2)
+        images = crop_and_augment(images, self.generator(index), self.crop, self.augment, self.crop_sampling)
+        if "_coords" in images:
+            images["flow"] = _turn_flow(images["flow"], images.pop("_coords"))
         sample: dict = {k: image_to_tensor(v) for k, v in images.items()}
         sample["name"] = f"{self.first_index + index:05d}"
         return sample
+
+
+def _turn_flow(flow: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """The flow ``(H, W, 2)`` of a flipped/rotated sample, ``coords`` its pixels' old positions (x, y).
+
+    Old position ``p = J p' + c`` with ``J`` a signed permutation; the target ``p + f`` moves the same way,
+    so the new vector is ``J^T f``.
+    """
+    height, width = flow.shape[:2]
+    if height < 2 or width < 2:  # one pixel: the transform cannot be read off; its vector is kept as is
+        return flow
+    along_x = coords[0, 1] - coords[0, 0]  # J's first column
+    along_y = coords[1, 0] - coords[0, 0]  # J's second column
+    turned = np.empty_like(flow)
+    turned[..., 0] = along_x[0] * flow[..., 0] + along_x[1] * flow[..., 1]
+    turned[..., 1] = along_y[0] * flow[..., 0] + along_y[1] * flow[..., 1]
+    return turned
 
 
 def stack_samples(samples: Sequence[dict]) -> dict:

@@ -1,4 +1,4 @@
-"""Image-quality metrics of the paper's evaluation protocol (SPEC 2.6), batched in torch.
+"""Image-quality metrics of the paper's evaluation protocol (paper, Experiments; Table 4 for the ablations), batched in torch.
 
 Every full-reference metric takes two ``(B, 3, H, W)`` float tensors in [0, 1]
 (CPU or CUDA) and returns a ``(B,)`` float64 tensor with one value per image:
@@ -40,6 +40,7 @@ __all__ = [
     "flow_error",
     "load_lpips",
     "mae",
+    "mean_flow_magnitude",
     "psnr",
     "ssim",
 ]
@@ -248,10 +249,14 @@ def flow_error(
     flow = flow_estimator(output, reference)
     if flow.dim() != 4 or flow.shape[0] != output.shape[0] or flow.shape[1] != 2:
         raise ValueError(f"the flow estimator must return (B, 2, H, W), got {tuple(flow.shape)}")
+    return mean_flow_magnitude(flow, border)
+
+
+def mean_flow_magnitude(flow: torch.Tensor, border: int = 0) -> torch.Tensor:
+    """Mean flow length (px) per image of a ``(B, 2, H, W)`` field, ``border`` px on each side left out."""
     if border:
         flow = flow[:, :, border:-border, border:-border]
-    magnitude = flow.detach().to(torch.float64).square().sum(dim=1).sqrt()
-    return magnitude.mean(dim=(1, 2))
+    return flow.detach().to(torch.float64).square().sum(dim=1).sqrt().mean(dim=(1, 2))
 
 
 # ---------------------------------------------------------------- one call for several metrics

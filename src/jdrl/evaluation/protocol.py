@@ -1,4 +1,4 @@
-"""Scoring a network (or the blurry input itself) on a dataset with the paper's protocol (SPEC 2.6).
+"""Scoring a network (or the blurry input itself) on a dataset with the paper's protocol (paper, Experiments; Table 4 for the ablations).
 
 For every item of the dataset the output ``Î`` (the network on the blurry input,
 clamped to [0, 1], or the input itself when ``net is None``) is compared with
@@ -11,7 +11,7 @@ clamped to [0, 1], or the input itself when ``net is None``) is compared with
   ``psnr_aligned, ssim_aligned, mae_aligned, lpips_aligned`` and
   ``flow_error``, the mean flow magnitude (px) from ``Î`` to it;
 - the blurry input: ``flow_error_input``, the mean flow magnitude (px) from
-  ``Î`` to the input, the geometric-fidelity measure for real data (SPEC 4).
+  ``Î`` to the input, the geometric-fidelity measure for real data (docs/ARCHITECTURE.md).
 
 LPIPS columns are left out of a row (never filled with a made-up number) when
 no LPIPS metric is available; ``options["lpips"]`` then says why.
@@ -36,9 +36,12 @@ from jdrl.evaluation.metrics import (
     LPIPSMetric,
     load_lpips,
     mae,
+    mean_flow_magnitude,
     psnr,
     ssim,
 )
+from jdrl.runtime import net_device
+from jdrl.vocabulary import BORDER_MODES
 
 __all__ = [
     "BORDER_MODES",
@@ -51,6 +54,7 @@ __all__ = [
 
 #: every metric column, in the order tables and CSV files show them
 QUALITY = ("psnr", "ssim", "mae", "lpips")
+PANEL_SIDE = 384  # px, the longer side of each picture in reports and strips
 METRIC_COLUMNS: tuple[str, ...] = (
     *QUALITY,
     *(f"{m}_deformed" for m in QUALITY),
@@ -60,7 +64,7 @@ METRIC_COLUMNS: tuple[str, ...] = (
 )
 
 #: border handling: reflect-pad and crop back, or the released code's crops
-BORDER_MODES = ("reflect", "released", "released-unet", "released-mprnet")
+
 #: released crops: (anchor, multiple) - the UNet code crops the top-left corner, MPRNet's the centre
 RELEASED_CROPS = {"released-unet": ("top-left", 16), "released-mprnet": ("centre", 8)}
 
@@ -115,6 +119,29 @@ def _unwrap(net: nn.Module) -> nn.Module:
         if not isinstance(inner, nn.Module):
             return net
         net = inner
+
+
+class EightBitReading:
+    """A dataset's images as the released evaluation read them: OpenCV's 8-bit ``imread`` (a 16-bit PNG's top byte).
+
+    ``v8 = floor(v16 / 256)``; 8-bit sources come back unchanged (``floor(v * 257 / 256) = v``).
+    """
+
+    def __init__(self, dataset: Any):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def __getitem__(self, index: int) -> dict:
+        item = dict(self.dataset[index])
+        for key in ("blur", "sharp", "aligned"):
+            if isinstance(item.get(key), torch.Tensor):
+                item[key] = torch.floor(torch.round(item[key].double() * 65535) / 256).float() / 255
+        return item
 
 
 def resolve_border(border: str, net: nn.Module | None) -> str:
@@ -176,13 +203,6 @@ def _quality(output: torch.Tensor, reference: torch.Tensor, lpips: LPIPSMetric |
     return {f"{name}{suffix}": float(value[0]) for name, value in values.items()}
 
 
-def _mean_magnitude(flow: torch.Tensor, border: int) -> float:
-    """Mean flow length (px) of a ``(1, 2, H, W)`` field, ``border`` px on each side left out."""
-    if border:
-        flow = flow[:, :, border:-border, border:-border]
-    return float(flow.detach().double().square().sum(dim=1).sqrt().mean())
-
-
 def _shrink(image: torch.Tensor, max_side: int | None) -> torch.Tensor:
     """``(3, H, W)`` downscaled (antialiased) so its longer side is at most ``max_side``; as is for ``None``."""
     height, width = image.shape[-2:]
@@ -217,7 +237,7 @@ def _panels(blur, output, gt, deformed, flow, aligned, max_side: int | None = No
     return {name: _shrink(image.detach().float(), max_side).clamp(0, 1).cpu() for name, image in panels.items()}
 
 
-def thumbnail(image: torch.Tensor, max_side: int = 384) -> torch.Tensor:
+def thumbnail(image: torch.Tensor, max_side: int = PANEL_SIDE) -> torch.Tensor:
     """``(3, H, W)`` float in [0, 1] -> uint8 ``(3, h, w)`` with ``max(h, w) <= max_side`` (antialiased)."""
     return (_shrink(image, max_side).clamp(0, 1) * 255).round().to(torch.uint8)
 
@@ -235,6 +255,7 @@ def _score_item(
     want_panels: bool,
     panel_size: int | None = None,
     mask_mode: str = "reference",
+    warp_convention: str = "exact",
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
     """The metric row of one dataset item and, if wanted, its display panels."""
     from jdrl.flow.warp import warp
@@ -258,13 +279,13 @@ def _score_item(
     row: dict[str, Any] = {"name": str(name)}
     row.update(_quality(output, gt, lpips, ""))
     flow_gt = flow(output, gt)
-    deformed = warp(gt, flow_gt, padding_mode="border")
+    deformed = warp(gt, flow_gt, padding_mode="border", convention=warp_convention)
     row.update(_quality(output, deformed, lpips, "_deformed"))
     if aligned is not None:
         row.update(_quality(output, aligned, lpips, "_aligned"))
-        row["flow_error"] = _mean_magnitude(flow(output, aligned), flow_border)
+        row["flow_error"] = float(mean_flow_magnitude(flow(output, aligned), flow_border)[0])
     # The input baseline is its own reference: its distance to itself is exactly 0.
-    row["flow_error_input"] = 0.0 if net is None else _mean_magnitude(flow(output, blur), flow_border)
+    row["flow_error_input"] = 0.0 if net is None else float(mean_flow_magnitude(flow(output, blur), flow_border)[0])
     panels = _panels(blur, output, gt, deformed, flow_gt, aligned, panel_size, mask_mode) if want_panels else None
     return row, panels
 
@@ -305,11 +326,6 @@ def _resolve_lpips(lpips: LPIPSMetric | str | None, device: torch.device) -> tup
     return lpips.to(device), LPIPS_NOTE
 
 
-def _default_device(net: nn.Module | None) -> torch.device:
-    parameter = next(net.parameters(), None) if net is not None else None
-    return parameter.device if parameter is not None else torch.device("cpu")
-
-
 @torch.no_grad()
 def evaluate(
     dataset: Iterable[Mapping[str, Any]],
@@ -323,11 +339,12 @@ def evaluate(
     device: str | torch.device | None = None,
     progress: Callable[[Iterable], Iterable] | None = None,
     keep_images: bool = False,
-    thumbnail_size: int = 384,
+    thumbnail_size: int = PANEL_SIDE,
     on_image: PanelCallback | None = None,
     panel_size: int | None = None,
     flow_border: int = 0,
     mask_mode: str = "reference",
+    warp: str = "exact",
     label: str | None = None,
     info: Mapping[str, Any] | None = None,
 ) -> EvalResult:
@@ -358,10 +375,17 @@ def evaluate(
             full size, or downscaled to ``panel_size`` px on the longer side (reports).
         flow_border: px per side left out of the flow-error means.
         mask_mode: the calibration-mask rule drawn in the panels (``jdrl.flow.mask``).
+        warp: how the GT is warped onto the output for the deformed-GT columns: ``"exact"``
+            (default) or ``"released"`` (the authors' ``flow_resample``, which every deformed-GT
+            number of the paper used; docs/REPRODUCE.md).
         label: the result's name in tables (default ``"input"`` or ``"output"``).
         info: extra entries for ``options`` (checkpoint, dataset, ...).
     """
-    device = torch.device(device) if device is not None else _default_device(net)
+    from jdrl.flow.warp import WARP_CONVENTIONS
+
+    if warp not in WARP_CONVENTIONS:
+        raise ConfigError(f"warp must be one of {', '.join(WARP_CONVENTIONS)}, not {warp!r}")
+    device = torch.device(device) if device is not None else (net_device(net) if net is not None else torch.device("cpu"))
     border = resolve_border(border, net)
     flow_module, flow_name = _resolve_flow(flow, device)
     lpips_metric, lpips_note = _resolve_lpips(lpips, device)
@@ -376,7 +400,7 @@ def evaluate(
     try:
         for item in progress(dataset) if progress is not None else dataset:
             row, panels = _score_item(item, net, flow_module, lpips_metric, border, device, tile, amp,
-                                      flow_border, want_panels, panel_size, mask_mode)
+                                      flow_border, want_panels, panel_size, mask_mode, warp)
             rows.append(row)
             if on_image is not None:
                 on_image(row["name"], panels)
@@ -391,6 +415,7 @@ def evaluate(
         "border": border,
         "border_detail": describe_border(border),
         "warp_padding": "border",
+        "warp": warp,
         "tile": tile,
         "amp": amp,
         "device": str(device),

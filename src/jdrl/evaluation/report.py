@@ -31,7 +31,7 @@ from urllib.parse import quote
 import numpy as np
 import torch
 
-from jdrl.evaluation.protocol import METRIC_COLUMNS, EvalResult, thumbnail
+from jdrl.evaluation.protocol import METRIC_COLUMNS, PANEL_SIDE, EvalResult, thumbnail
 
 __all__ = [
     "StripWriter",
@@ -210,7 +210,7 @@ def _label_band(text: str, width: int, height: int = 22) -> np.ndarray:
     return band
 
 
-def make_strip(panels: Mapping[str, torch.Tensor], max_side: int = 384, gap: int = 4) -> np.ndarray:
+def make_strip(panels: Mapping[str, torch.Tensor], max_side: int = PANEL_SIDE, gap: int = 4) -> np.ndarray:
     """Labelled panels side by side as one uint8 RGB ``(H, W, 3)`` array.
 
     ``panels`` maps labels to ``(3, H, W)`` images (float in [0, 1] or uint8);
@@ -254,7 +254,7 @@ class StripWriter:
     paths relative to ``REPORT`` (pass it to :func:`write_report`).
     """
 
-    def __init__(self, report_dir: str | os.PathLike, max_side: int = 384):
+    def __init__(self, report_dir: str | os.PathLike, max_side: int = PANEL_SIDE):
         self.report_dir = Path(report_dir)
         self.max_side = max_side
         self.paths: dict[str, str] = {}
@@ -330,7 +330,7 @@ def write_report(
     report_dir: str | os.PathLike,
     strips: Mapping[str, str] | None = None,
     title: str = "jdrl evaluation",
-    max_side: int = 384,
+    max_side: int = PANEL_SIDE,
     *,
     intro: str | None = None,
     strip_note: str = STRIP_NOTE,

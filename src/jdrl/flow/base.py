@@ -38,8 +38,7 @@ class FlowEstimator(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.requires_grad_(False)
-        super().train(False)
+        super().train(False)  # build_flow freezes the parameters once the subclass has made them
 
     def train(self, mode: bool = True) -> FlowEstimator:  # frozen: always in eval mode
         return super().train(False)

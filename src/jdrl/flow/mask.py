@@ -1,4 +1,4 @@
-"""Calibration masks: which pixels' flow to trust (SPEC 2.2, 3, 4).
+"""Calibration masks: which pixels' flow to trust (paper Eq. (4); the released rule: docs/REPRODUCE.md).
 
 Three rules, chosen by ``mode``:
 
@@ -19,8 +19,7 @@ import torch
 
 from jdrl.flow.viz import flow_to_color, rgb_to_gray_u8
 from jdrl.flow.warp import pixel_grid
-
-MASK_MODES = ("reference", "paper", "parametric", "none")
+from jdrl.vocabulary import MASK_MODES
 
 
 def mask_reference(flow: torch.Tensor, lam: float = 0.35) -> torch.Tensor:

@@ -159,8 +159,6 @@ class PWCNet(FlowEstimator):
         for level in range(2, 7):
             setattr(self, "net" + NAMES[level - 1], Decoder(level))
         self.netRefiner = Refiner()
-        self.requires_grad_(False)
-        self.train(False)
 
     def network(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
         """The released network: BGR [0, 1] inputs -> flow / 20 at quarter resolution."""

@@ -34,8 +34,6 @@ class RAFTFlow(FlowEstimator):
             raise ValueError(f"num_flow_updates must be at least 1, not {num_flow_updates}")
         self.net = net
         self.num_flow_updates = num_flow_updates
-        self.requires_grad_(False)
-        self.train(False)
 
     def estimate(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         height, width = a.shape[-2:]

@@ -64,8 +64,6 @@ class SpyNet(FlowEstimator):
         # Not in the weight file, so not persistent: strict loading sees exactly BasicSR's keys.
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        self.requires_grad_(False)
-        self.train(False)
 
     def _pyramid(self, image: torch.Tensor) -> list[torch.Tensor]:
         """Normalised image at 6 scales, coarsest first."""

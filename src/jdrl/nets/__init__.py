@@ -5,9 +5,12 @@ whose ``forward(x)`` maps an RGB batch ``(B, 3, H, W)`` in [0, 1] to the restore
 of the same shape. Each network has an int attribute ``size_multiple``: H and W must be
 multiples of it (callers pad, e.g. by reflection, and crop the output back).
 
-Networks (``net_names()``): ``unet`` (the paper's baseline, released ``VGG_Deblur``)
-and ``mprnet`` (three-stage MPRNet, deblurring configuration). A new network is one
-module with an ``@NETS.register("name")`` factory, listed in ``NETS`` below.
+Networks (``net_names()``): ``unet`` (the paper's baseline, released ``VGG_Deblur``),
+``mprnet`` (three-stage MPRNet, deblurring configuration), ``ifan`` (the paper's third
+backbone), ``nafnet_w32``/``nafnet_w64``, ``restormer`` and ``lakdnet``/``lakdnet_large``
+(today's defocus networks, official parameter names). A new network is one module with an
+``@NETS.register("name")`` factory, listed in ``NETS`` below; a network of the user's is
+``"package.module:Class"`` or an entry point in the group ``jdrl.nets``.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ __all__ = [
     "net_names",
 ]
 
-NETS = Registry("network", modules=["jdrl.nets.unet", "jdrl.nets.mprnet"])
+NETS = Registry("network", modules=["jdrl.nets.unet", "jdrl.nets.mprnet", "jdrl.nets.ifan", "jdrl.nets.nafnet",
+                                   "jdrl.nets.restormer", "jdrl.nets.lakdnet"], entry_point_group="jdrl.nets")
 
 
 def net_names() -> list[str]:

@@ -4,6 +4,8 @@
 ``create_net(checkpoint="runs/a/best.pt")``         a jdrl checkpoint: architecture and options from the file
 ``create_net(checkpoint="VGG_Deblur.pth")``         an authors' released file (UNet / MPRNet), BGR hidden
 ``create_net("mprnet", checkpoint=PATH)``           the name checks (or, in a released file, picks) the network
+``create_net(checkpoint="runs/a/model")``           a model folder (config.json + model.safetensors), a bare
+                                                    ``.safetensors`` file or ``"hf:org/name@rev"`` (:mod:`jdrl.hub`)
 
 Whatever the source, the network takes and returns RGB in [0, 1] and carries a
 :class:`NetSpec` in ``net.jdrl_spec`` (name, options, where the weights came from).
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 # Modules that know a family of weight files, tried in this order (the first whose detect() says yes reads it).
-WEIGHT_FORMATS = ("jdrl.nets.released",)
+WEIGHT_FORMATS = ("jdrl.nets.released", "jdrl.nets.official")
 
 
 @dataclass(frozen=True)
@@ -57,10 +59,46 @@ class LoadedWeights:
 
 
 def build_registered(name: str, **options: Any) -> nn.Module:
-    """A freshly initialised network by registry name (the registry's error lists the names)."""
+    """A freshly initialised network: a registry name, a plugin, or ``"package.module:Class"``; contract checked."""
     from jdrl.nets import NETS
 
-    return NETS.get(name)(**options)
+    factory = _import_factory(name) if ":" in name else NETS.get(name)
+    try:
+        net = factory(**options)
+    except (TypeError, ValueError) as error:  # an unknown option or a value the network refuses
+        raise ConfigError(f"network {name!r} with options {options}: {error}") from None
+    return check_contract(net, name)
+
+
+def _import_factory(spec: str) -> Callable[..., Any]:
+    """``"package.module:Class"`` (or a function) -> the object, with a readable error."""
+    module_name, _, attribute = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ConfigError(f"network {spec!r}: cannot import {module_name!r} ({error}); is it installed or on "
+                          "PYTHONPATH?") from None
+    factory = module
+    for part in attribute.split("."):
+        factory = getattr(factory, part, None)
+        if factory is None:
+            raise ConfigError(f"network {spec!r}: {module_name} has no {attribute!r}")
+    if not callable(factory):
+        raise ConfigError(f"network {spec!r}: {attribute} is not a class or function")
+    return factory
+
+
+def check_contract(net: Any, name: str) -> nn.Module:
+    """A network jdrl can train: an ``nn.Module`` with an int ``size_multiple`` >= 1 (README, "Any network")."""
+    from torch import nn
+
+    if not isinstance(net, nn.Module):
+        raise ConfigError(f"network {name!r} built a {type(net).__name__}, not a torch.nn.Module")
+    multiple = getattr(net, "size_multiple", None)
+    if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
+        raise ConfigError(f"network {name!r}: needs an int attribute size_multiple >= 1 (the factor H and W must be "
+                          f"multiples of; 1 if any size works), got {multiple!r}")
+    return net
 
 
 def create_net(
@@ -100,10 +138,20 @@ def read_weights(
 ) -> LoadedWeights:
     """The network name, options and state dict held by a weight file (or an already loaded dict)."""
     from jdrl.checkpoint import is_jdrl_checkpoint, read_checkpoint
+    from jdrl.hub import is_model_source, read_model
 
     is_path = not isinstance(checkpoint, Mapping)
-    data = read_checkpoint(checkpoint, map_location) if is_path else dict(checkpoint)
     where = str(checkpoint) if is_path else "the given checkpoint"
+    if is_path and is_model_source(checkpoint):  # a model folder, a .safetensors file or hf:org/name (no pickle)
+        model = read_model(checkpoint, map_location)
+        if model.name is not None:
+            if name is not None and name != model.name:
+                raise WeightsError(f"{where} holds a {model.name!r} network, not {name!r}")
+            spec = NetSpec(model.name, {**model.options, **options}, "jdrl", where, model.step)
+            return LoadedWeights(spec, model.state_dict, model.as_checkpoint())
+        data = dict(model.state_dict)  # a .safetensors file that names no network: recognise its keys below
+    else:
+        data = read_checkpoint(checkpoint, map_location) if is_path else dict(checkpoint)
     if is_jdrl_checkpoint(data):
         stored = data["net"]
         if name is not None and name != stored["name"]:
@@ -117,6 +165,10 @@ def read_weights(
             found, found_options, state = weight_format.read(data, name, where)
             spec = NetSpec(found, {**found_options, **options}, "released", where, data.get("global_step"))
             return LoadedWeights(spec, state, data)
+    if name is not None:  # not recognised, but the user says what it is: load it to list what does not fit
+        from jdrl.nets.released import network_state
+
+        return LoadedWeights(NetSpec(name, dict(options), "released", where), network_state(data), data)
     shown = ", ".join(sorted(map(str, data))[:5])
     raise WeightsError(f"{where} is neither a jdrl checkpoint nor a weight file of a network jdrl knows "
                        f"(first keys: {shown}); give the network with --net NAME to see which keys do not fit")

@@ -1,4 +1,4 @@
-"""The authors' released checkpoints (SPEC 3), as a weight format of :func:`jdrl.create_net`.
+"""The authors' released checkpoints (docs/REPRODUCE.md, released code), as a weight format of :func:`jdrl.create_net`.
 
 * UNet (``VGG_Deblur``): ``{'epoch', 'global_step', 'G_state_dict', 'Reblur_state_dict',
   'G_opt'}`` with DataParallel ``module.`` prefixes. The released pipeline read images
@@ -33,9 +33,7 @@ def network_state(checkpoint: Mapping) -> dict:
 
 
 def detect(checkpoint: Mapping) -> bool:
-    """Whether ``checkpoint`` is a released UNet/MPRNet file (or holds a state dict in a released container)."""
-    if any(isinstance(checkpoint.get(key), Mapping) for key in CONTAINER_KEYS):
-        return True
+    """Whether ``checkpoint`` is a released UNet/MPRNet file (bare or in its released container)."""
     state = network_state(checkpoint)
     return any(key in state for key in SIGNATURES.values())
 

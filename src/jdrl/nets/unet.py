@@ -1,6 +1,6 @@
 """The paper's baseline UNet, identical to the authors' released ``VGG_Deblur``.
 
-SPEC 2.5: a VGG-style encoder (64-128-256-512-1024, dropout 0.4 after the last two
+supplement Table 6: a VGG-style encoder (64-128-256-512-1024, dropout 0.4 after the last two
 levels), a decoder whose up-sampling is nearest 2x followed by a 2x2 convolution with
 TensorFlow-style "same" padding (one pixel on the right and bottom only), skip
 concatenation ``[upsampled, skip]``, and a sigmoid output. Parameter names match the

@@ -1,4 +1,4 @@
-"""Per-pixel isotropic blur kernels (SPEC 2.3) in two interchangeable implementations.
+"""Per-pixel isotropic blur kernels (paper Eqs. (6)-(7), supplement Table 7) in two interchangeable implementations.
 
 A seed ``(a_0 ... a_r)`` (after ``abs``, as the released code) defines a
 ``(2r+1)^2`` kernel whose logit at offset ``o`` is ``a`` linearly interpolated at

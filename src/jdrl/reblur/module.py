@@ -1,4 +1,4 @@
-"""The reblurring network R (SPEC 2.3): KPN + WPN branches and the kernel variants of the ablations.
+"""The reblurring network R (paper Eqs. (6)-(7), supplement Table 7): KPN + WPN branches and the kernel variants of the ablations.
 
 Parameter names follow the released ``Reblur_Model`` (``kpn.*`` for the kernel
 branch, ``kernel_map_gene.*`` for the weight branch) so the authors' weights
@@ -9,6 +9,8 @@ Variants (``kernel=``):
 ``isotropic``  the paper: 7 isotropic kernels 3x3 ... 15x15 + identity, blended by WPN
 ``free``       ablation #5: 7 free (non-isotropic) softmax kernels, blended by WPN
 ``single``     ablation #6: one 15x15 isotropic kernel, no WPN
+``single_free`` ablation #6 as the released one-branch model: one free 15x15 kernel, ``softmax(|logits|)``,
+               no WPN (the released model then returned the *un*-blurred image, a bug; this returns the blurred one)
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from jdrl.reblur.kernels import (
 )
 from jdrl.weights import load_strict, strip_prefix
 
-KERNEL_VARIANTS = ("isotropic", "free", "single")
+KERNEL_VARIANTS = ("isotropic", "free", "single", "single_free")
 KERNEL_SIZES = tuple(2 * n - 1 for n in SEED_LENGTHS)  # 3, 5, ..., 15
 
 
@@ -66,7 +68,8 @@ class ReblurModule(nn.Module):
     """``R(restored, blurry)``: reblur the network's output so it can be compared with the input.
 
     Args:
-        kernel: ``isotropic`` (paper), ``free`` (ablation #5) or ``single`` (ablation #6).
+        kernel: ``isotropic`` (paper), ``free`` (ablation #5), ``single`` or ``single_free`` (ablation #6, the
+            paper's wording and the released model's).
         support: ``square`` (released: corners keep logit 0) or ``disk`` (corners excluded).
         impl: ``ring`` (fast, default) or ``direct`` (explicit kernels, the oracle).
         features: width of both branches (64 in the paper).
@@ -78,9 +81,10 @@ class ReblurModule(nn.Module):
             if value not in allowed:
                 raise ValueError(f"reblur {what} must be one of {allowed}, not {value!r}")
         self.kernel, self.support, self.impl = kernel, support, impl
-        kpn_channels = {"isotropic": sum(SEED_LENGTHS), "free": sum(k * k for k in KERNEL_SIZES), "single": SEED_LENGTHS[-1]}
+        kpn_channels = {"isotropic": sum(SEED_LENGTHS), "free": sum(k * k for k in KERNEL_SIZES),
+                        "single": SEED_LENGTHS[-1], "single_free": KERNEL_SIZES[-1] ** 2}
         self.kpn = Branch(kpn_channels[kernel], features)
-        if kernel != "single":
+        if kernel not in ("single", "single_free"):
             self.kernel_map_gene = Branch(len(SEED_LENGTHS) + 1, features)
         self.reset_parameters()
 
@@ -94,6 +98,8 @@ class ReblurModule(nn.Module):
     def forward(self, restored: torch.Tensor, blurry: torch.Tensor) -> torch.Tensor:
         features = torch.cat([restored, blurry], dim=1)
         kpn = self.kpn(features)
+        if self.kernel == "single_free":
+            return apply_kernels(restored, free_kernels(kpn.abs()))
         if self.kernel == "single":
             weights = torch.zeros_like(kpn[:, :2])
             weights[:, 1] = 1.0

@@ -14,10 +14,10 @@ __all__ = ["TrainConfig", "load_train_config", "train"]
 
 def load_train_config(config: TrainConfig | str | os.PathLike | None, overrides: Iterable[str] = ()) -> TrainConfig:
     """A preset name, a YAML path, a ``TrainConfig`` or ``None`` (defaults), with dotted overrides applied."""
-    from jdrl.config import apply_overrides, from_dict, load_config, to_dict
+    from jdrl.config import apply_overrides, from_dict, load_config, to_dict, validate
 
     if isinstance(config, TrainConfig):
-        return from_dict(TrainConfig, apply_overrides(to_dict(config), overrides))
+        return validate(from_dict(TrainConfig, apply_overrides(to_dict(config), overrides)))
     return load_config(TrainConfig, config, overrides)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from jdrl.config import AT_LEAST_ONE, POSITIVE, Range, ranged
 from jdrl.data.synthetic import SynthParams
 from jdrl.losses import JDRLConfig
 
@@ -30,7 +31,7 @@ class DataSource:
     split: str = "train"  # DPDD only
     blur_dir: str | None = None
     sharp_dir: str | None = None
-    limit: int | None = None  # use only the first N pairs
+    limit: int | None = ranged(None, AT_LEAST_ONE)  # use only the first N pairs
 
 
 @dataclass(frozen=True)
@@ -38,12 +39,12 @@ class SyntheticData(SynthParams):
     """In-memory synthetic pairs instead of folders: the generator's parameters (:class:`SynthParams`,
     the same fields and defaults as ``jdrl synth``) plus how many pairs and from which photos."""
 
-    train: int = 64  # number of training pairs
-    val: int = 8  # held-out pairs (generated after the training ones)
-    seed: int = 0
+    train: int = ranged(64, AT_LEAST_ONE)  # number of training pairs
+    val: int = ranged(8)  # held-out pairs (generated after the training ones)
+    seed: int = ranged(0)
     sources: str | None = None  # folder of sharp images; None = scikit-image's photos
     val_sources: str | None = None  # folder of held-out source images
-    holdout: int = 0  # else: keep the last N source images for validation only
+    holdout: int = ranged(0)  # else: keep the last N source images for validation only
     aligned_targets: bool = False  # train on the true aligned image (the "oracle" upper bound)
 
 
@@ -52,50 +53,59 @@ class DataConfig:
     train: DataSource = field(default_factory=DataSource)
     val: DataSource | None = None
     synthetic: SyntheticData | None = None
-    crop: int | None = 256  # random training crop (the released code: 256 from 512 patches)
+    crop: int | None = ranged(256, AT_LEAST_ONE)  # random training crop (the released code: 256 from 512 patches)
     augment: bool = False  # 8-fold flips/rotations (defined but unused in the released code)
-    batch_size: int = 1
-    workers: int = 0
+    crop_sampling: Literal["uniform", "released"] = "uniform"  # released: offsets int(randint(0, side-crop)/2)
+    batch_size: int = ranged(1, AT_LEAST_ONE)
+    workers: int = ranged(0, Range(ge=0, le=256))
     skip_bad: bool = False
-    val_crop: int | None = None  # centre crop of validation images (None: whole images)
-    val_limit: int | None = None
+    val_crop: int | None = ranged(None, AT_LEAST_ONE)  # centre crop of validation images (None: whole images)
+    val_limit: int | None = ranged(None, AT_LEAST_ONE)
 
 
 @dataclass
 class OptimConfig:
-    lr: float = 2e-5
-    betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 0.0
-    decay_every: int = 60  # halve (x decay_factor) the learning rate every N units
-    decay_factor: float = 0.5
-    reblur_only_lr: float | None = None  # lr of the reblur-only phase (default: lr)
-    grad_clip: float | None = None
+    lr: float = ranged(2e-5, Range(ge=0, le=10))
+    betas: tuple[float, float] = ranged((0.9, 0.999), Range(ge=0, lt=1))
+    weight_decay: float = ranged(0.0)
+    decay_every: int = ranged(60, AT_LEAST_ONE)  # halve (x decay_factor) the learning rate every N units
+    decay_factor: float = ranged(0.5, Range(gt=0, le=1))
+    reblur_only_lr: float | None = ranged(None, Range(ge=0, le=10))  # lr of the reblur-only phase (default: lr)
+    grad_clip: float | None = ranged(None, POSITIVE)  # max gradient norm (None: no clipping)
 
 
 @dataclass
 class ScheduleConfig:
     unit: Literal["epoch", "step"] = "epoch"
-    total: int = 100
-    warmup: int = 15  # flow from the blurry input; no mask, cycle or reblurring
-    reblur_only: int = 0  # fine-tuning phase (i): network frozen, only R trains
-    val_every: int = 1
-    save_every: int = 1
-    log_every: int = 10  # steps between log lines / TensorBoard points
-    best_metric: str = "auto"  # validation column to keep the best checkpoint by (auto: aligned > deformed > GT PSNR)
+    total: int = ranged(100, AT_LEAST_ONE)
+    warmup: int = ranged(15)  # flow from the blurry input; no mask, cycle or reblurring
+    reblur_only: int = ranged(0)  # fine-tuning phase (i): network frozen, only R trains
+    val_every: int = ranged(1, AT_LEAST_ONE)
+    save_every: int = ranged(1, AT_LEAST_ONE)
+    log_every: int = ranged(10, AT_LEAST_ONE)  # steps between log lines / TensorBoard points
+    best_metric: str = "auto"  # val.csv column to keep best.pt by (auto: aligned > deformed > GT PSNR)
 
 
 @dataclass
 class RunConfig:
-    seed: int = 0
+    seed: int = ranged(0, Range(ge=0, lt=2**63))
     device: str = "auto"  # auto = CUDA if available (the local rank's GPU under torchrun)
     amp: Literal["none", "bf16", "fp16"] = "none"
     channels_last: bool = False
     deterministic: bool = False
-    max_bad_steps: int = 20  # consecutive non-finite losses before the run stops
-    samples: int = 4  # validation images shown in TensorBoard
+    max_bad_steps: int = ranged(20, AT_LEAST_ONE)  # consecutive non-finite losses before the run stops
+    samples: int = ranged(4, Range(ge=0, le=64))  # validation images shown in TensorBoard
     keep_epoch_checkpoints: bool = False  # also keep one file per save, not only last/best
     val_flow: str | None = None  # flow estimator for the deformed-GT metric (default: the loss's)
-    val_tile: int | None = None
+    val_tile: int | None = ranged(None, Range(ge=16))
+    # the run's result (exported model, `jdrl train`'s last line): the last checkpoint, or the best one by
+    # schedule.best_metric. Selecting on the test set (as the paper's released trainer did) is optimistic.
+    select: Literal["last", "best"] = "last"
+    # exponential moving average of the network's weights (parameters and buffers), updated after every
+    # optimizer step: e.g. 0.999; None = off. Validation and the exported RUN/model/ use the average.
+    ema_decay: float | None = ranged(None, Range(gt=0, lt=1))
+    # experiment loggers (all get the same scalars and validation images): tensorboard, wandb, mlflow
+    loggers: list[str] = field(default_factory=lambda: ["tensorboard"])
 
 
 @dataclass

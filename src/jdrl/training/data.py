@@ -46,6 +46,7 @@ def _synthetic(config: DataConfig, synthetic: SyntheticData) -> tuple[Dataset, D
         val_sources = sources
     crop = config.crop if config.crop is not None and config.crop < synthetic.size else None
     train = SyntheticPairs(synthetic.train, params, synthetic.seed, sources, crop=crop, augment=config.augment)
+    train.crop_sampling = config.crop_sampling
     if synthetic.aligned_targets:
         train = AlignedTargets(train)
     val = None
@@ -56,20 +57,22 @@ def _synthetic(config: DataConfig, synthetic: SyntheticData) -> tuple[Dataset, D
 
 
 def _folder(source: DataSource, crop: int | None, augment: bool, seed: int, skip_bad: bool,
-            progress: Callable[[Iterable], Iterable] | None, what: str) -> PairedImageDataset:
+            progress: Callable[[Iterable], Iterable] | None, what: str, crop_sampling: str = "uniform"
+            ) -> PairedImageDataset:
     if source.root is None:
         raise ConfigError(f"data.{what}.root is not set: give -o data.{what}.root=PATH (or use the 'synthetic' preset)")
     pairs = load_pairs(source.root, source.layout, source.split, source.blur_dir, source.sharp_dir,
                        min_size=crop, skip_bad=skip_bad, progress=progress)
     selected = pairs.pairs[: source.limit] if source.limit else pairs.pairs
-    return PairedImageDataset(selected, crop=crop, augment=augment, seed=seed)
+    return PairedImageDataset(selected, crop=crop, augment=augment, seed=seed, crop_sampling=crop_sampling)
 
 
 def build_datasets(config: DataConfig, seed: int, progress=None) -> tuple[Dataset, Dataset | None]:
     """``(train, val)``; every file is checked first and all problems are reported together."""
     if config.synthetic is not None:
         return _synthetic(config, config.synthetic)
-    train = _folder(config.train, config.crop, config.augment, seed, config.skip_bad, progress, "train")
+    train = _folder(config.train, config.crop, config.augment, seed, config.skip_bad, progress, "train",
+                    config.crop_sampling)
     val = None
     if config.val is not None:
         val = _folder(config.val, config.val_crop, False, seed, config.skip_bad, progress, "val")

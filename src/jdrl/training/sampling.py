@@ -12,6 +12,8 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import Sampler
 
+from jdrl.seeds import Stream, stream_seed
+
 
 class EpochBatchSampler(Sampler[list[int]]):
     """Shuffled batches of this rank's share of the epoch, optionally skipping the first ``skip`` batches."""
@@ -28,7 +30,7 @@ class EpochBatchSampler(Sampler[list[int]]):
 
     def _indices(self) -> list[int]:
         if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            generator = torch.Generator().manual_seed(stream_seed(self.seed, Stream.BATCH_ORDER, self.epoch))
             order = torch.randperm(self.size, generator=generator).tolist()
         else:
             order = list(range(self.size))

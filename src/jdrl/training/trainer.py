@@ -26,13 +26,22 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 import jdrl
-from jdrl.checkpoint import TEMP_PATTERN, is_jdrl_checkpoint, make_checkpoint, read_checkpoint, scan_run, write_checkpoint
-from jdrl.config import to_dict
+from jdrl.checkpoint import (
+    TEMP_PATTERN,
+    is_jdrl_checkpoint,
+    make_checkpoint,
+    read_checkpoint,
+    scan_run,
+    selected_checkpoint,
+    write_checkpoint,
+)
+from jdrl.config import to_dict, validate
 from jdrl.data.datasets import stack_samples
 from jdrl.errors import ConfigError, TrainingError, TrainingInterrupted, WeightsError
 from jdrl.losses import JDRLLoss
 from jdrl.nets.factory import NetSpec, build_registered, read_weights
 from jdrl.runtime import amp_dtype, versions
+from jdrl.seeds import Stream, stream_seed
 from jdrl.training import distributed
 from jdrl.training.config import TrainConfig
 from jdrl.training.data import build_datasets
@@ -51,14 +60,6 @@ from jdrl.weights import load_strict
 
 # Files that say a folder holds a training run (never overwritten without asking).
 RUN_FILES = ("last.pt", "best.pt", "log.csv", "val.csv", "train.log", "config.yaml")
-# Per-epoch data-loader generator seed: its own stream, so building the loader draws nothing from the global RNG.
-LOADER_SEED_STRIDE = 7919
-
-
-def loader_seed(seed: int, epoch: int) -> int:
-    return seed * LOADER_SEED_STRIDE + epoch
-
-
 class Objective(nn.Module):
     """Network + loss in one module, so DDP sees every trained parameter in one forward."""
 
@@ -94,7 +95,7 @@ class Trainer:
         quiet: bool = False,
         overwrite: bool = False,
     ):
-        self.config, self.run_dir, self.quiet = config, Path(run_dir), quiet
+        self.config, self.run_dir, self.quiet = validate(config), Path(run_dir), quiet
         self._notes: list[str] = []  # things the user should know, said once the run folder exists
         resume_path = self._resume_path(resume, overwrite)
         self.dist = distributed.setup(config.run.device)
@@ -103,6 +104,7 @@ class Trainer:
         self.train_set, self.val_set = datasets if datasets is not None else build_datasets(
             config.data, config.run.seed, progress=None if quiet else _progress("checking data")
         )
+        self._check_selection()
         self._build_model()
         self.sampler = EpochBatchSampler(len(self.train_set), config.data.batch_size, config.run.seed,
                                          self.dist.rank, self.dist.world)
@@ -131,7 +133,7 @@ class Trainer:
     def _build_model(self) -> None:
         config = self.config
         torch.manual_seed(config.run.seed)  # identical initial weights on every rank
-        init = read_weights(config.net.init, config.net.name, **config.net.options) if config.net.init else None
+        init = self._read_init() if config.net.init else None
         self.net_spec = init.spec if init is not None else NetSpec(config.net.name, dict(config.net.options))
         self.net = build_registered(self.net_spec.name, **self.net_spec.options)
         multiple = getattr(self.net, "size_multiple", 1)
@@ -149,6 +151,7 @@ class Trainer:
         self.loss.to(self.device)
         if config.run.channels_last and self.device.type == "cuda":
             self.net.to(memory_format=torch.channels_last)
+        self.ema = WeightEMA(self.net, config.run.ema_decay) if config.run.ema_decay else None
         self.objective: nn.Module = Objective(self.net, self.loss)
         if self.dist.enabled:
             self.objective = nn.parallel.DistributedDataParallel(
@@ -164,6 +167,18 @@ class Trainer:
         self.amp = amp_dtype(config.run.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
         torch.manual_seed(config.run.seed + self.dist.rank)  # dropout differs per rank
+
+    def _read_init(self):
+        """``net.init``'s weights. The file's architecture wins over ``net.name`` (a preset's default) when it tells."""
+        config = self.config.net
+        try:
+            init = read_weights(config.init, None, **config.options)
+        except WeightsError:  # the file cannot tell: net.name picks the network (and names the keys that differ)
+            return read_weights(config.init, config.name, **config.options)
+        if init.spec.name != config.name:
+            self._notes.append(f"net.init {config.init} holds a {init.spec.name} network: training that "
+                               f"(net.name={config.name} is not used)")
+        return init
 
     def _init_reblur(self, checkpoint: dict, path: str) -> None:
         if is_jdrl_checkpoint(checkpoint) and checkpoint.get("reblur"):
@@ -262,6 +277,10 @@ class Trainer:
         distributed.teardown(self.dist)
         return self.run_dir
 
+    def selected(self) -> Path:
+        """The run's result: ``best.pt`` with ``run.select=best`` (when one was kept), else ``last.pt``."""
+        return selected_checkpoint(self.run_dir, self.config.run.select)
+
     def _save_after_failure(self) -> None:
         """An unexpected error after step 1 (e.g. in validation) keeps the steps done so far in ``last.pt``."""
         if self.step > 0 and self.dist.main:
@@ -276,7 +295,8 @@ class Trainer:
         self.sampler.set_epoch(progress.epoch, skip=progress.batch_in_epoch)
         if hasattr(self.train_set, "set_epoch"):
             self.train_set.set_epoch(progress.epoch)
-        generator = torch.Generator().manual_seed(loader_seed(self.config.run.seed, progress.epoch))
+        # the loader's own generator: building it draws nothing from the global RNG (exact resume)
+        generator = torch.Generator().manual_seed(stream_seed(self.config.run.seed, Stream.LOADER, progress.epoch))
         loader = DataLoader(self.train_set, batch_sampler=self.sampler, num_workers=self.config.data.workers,
                             collate_fn=stack_samples, pin_memory=self.device.type == "cuda", generator=generator)
         for batch in loader:
@@ -335,6 +355,8 @@ class Trainer:
             if self.config.optim.grad_clip and not overflow:
                 nn.utils.clip_grad_norm_(self._trained_parameters(), self.config.optim.grad_clip)
             (self.scaler.step if self.scaler else lambda o: o.step())(self.optimizer)
+            if self.ema is not None and not overflow:
+                self.ema.update(self.net)
             stats.consecutive_bad = 0
             stats.scaler_skips += int(overflow)
         else:
@@ -380,14 +402,26 @@ class Trainer:
                 if len(samples) < self.config.run.samples:
                     samples.append(panels)
 
-            result = evaluate(val_set, self.net, flow=flow, device=self.device, tile=self.config.run.val_tile,
-                              on_image=keep_sample if self.config.run.samples else None, panel_size=SAMPLE_SIDE,
-                              mask_mode=self.config.loss.mask)
+            with self._averaged_weights():  # with run.ema_decay, the averaged network is the one scored
+                result = evaluate(val_set, self.net, flow=flow, device=self.device, tile=self.config.run.val_tile,
+                                  on_image=keep_sample if self.config.run.samples else None, panel_size=SAMPLE_SIDE,
+                                  mask_mode=self.config.loss.mask)
             means = result.means
             self.log.validation(self.step, self.epoch, means, sample_grid(samples))
             self._update_best(means)
         distributed.barrier(self.dist)
         return means
+
+    def _check_selection(self) -> None:
+        """``schedule.best_metric`` names a validation column, and ``run.select=best`` has a validation set."""
+        from jdrl.evaluation.protocol import METRIC_COLUMNS
+
+        key = self.config.schedule.best_metric
+        if key != "auto" and key not in METRIC_COLUMNS:
+            raise ConfigError(f"schedule.best_metric={key!r} is not a validation column; "
+                              f"choose auto or one of: {', '.join(METRIC_COLUMNS)}")
+        if self.config.run.select == "best" and self.val_set is None:
+            raise ConfigError("run.select=best needs a validation set (data.val or data.synthetic.val)")
 
     def _update_best(self, means: dict) -> None:
         key = self.config.schedule.best_metric
@@ -395,6 +429,9 @@ class Trainer:
             key = next((k for k in ("psnr_aligned", "psnr_deformed", "psnr") if k in means), None)
         value = means.get(key) if key else None
         if value is None or not math.isfinite(value):
+            if key and key not in means:
+                self.log.note(f"schedule.best_metric={key} was not measured in this validation (columns: "
+                              f"{', '.join(sorted(means))}); best.pt not updated")
             return
         higher_is_better = not key.startswith(("mae", "lpips", "flow_error"))
         best = self.state.best.value
@@ -421,6 +458,7 @@ class Trainer:
             best=self.state.best.as_dict(),
             config=to_dict(self.config),
             versions=versions(git=True),
+            ema=None if self.ema is None else self.ema.state_dict(),
         )
 
     def _save(self, name: str) -> Path:
@@ -430,7 +468,30 @@ class Trainer:
             write_checkpoint(checkpoint, path)
             if self.config.run.keep_epoch_checkpoints and name == "last.pt":
                 write_checkpoint(checkpoint, self.run_dir / f"step_{self.step:08d}.pt")
+            if name == ("best.pt" if self.config.run.select == "best" else "last.pt"):
+                self._export_model()
         return path
+
+    def _export_model(self) -> None:
+        """``RUN/model/`` (config.json + model.safetensors): the network of the checkpoint ``run.select`` picks."""
+        from jdrl.hub import write_model_folder
+
+        state = self.ema.state if self.ema is not None else self.net.state_dict()
+        write_model_folder(self.run_dir / MODEL_DIR, self.net_spec.name, self.net_spec.options, state, step=self.step,
+                           ema=self.ema is not None, size_multiple=getattr(self.net, "size_multiple", None))
+
+    @contextlib.contextmanager
+    def _averaged_weights(self):
+        """The EMA weights in the network for the duration (validation); the trained ones restored exactly after."""
+        if self.ema is None:
+            yield
+            return
+        trained = {key: value.detach().clone() for key, value in self.net.state_dict().items()}
+        self.net.load_state_dict(self.ema.state)
+        try:
+            yield
+        finally:
+            self.net.load_state_dict(trained)
 
     def _load_state(self, path: Path) -> None:
         data = read_checkpoint(path, map_location="cpu")
@@ -445,6 +506,12 @@ class Trainer:
         if self.scaler is not None and data.get("scaler"):
             self.scaler.load_state_dict(data["scaler"])
         self.state.load(data)
+        if self.ema is not None:
+            if data.get("ema"):
+                self.ema.load(data["ema"], f"{path} (ema)")
+            else:
+                self.ema = WeightEMA(self.net, self.config.run.ema_decay)
+                self._notes.append(f"{path} keeps no weight average: run.ema_decay starts it from the loaded weights")
         if self.dist.world == 1:  # per-rank generators differ; a multi-process resume re-seeds them
             restore_rng(data["rng"])
         else:
@@ -485,6 +552,42 @@ class Trainer:
 
 
 # ------------------------------------------------------------------ helpers
+
+
+MODEL_DIR = "model"  # RUN/model/: the run's result as a shareable folder (jdrl.hub)
+
+
+class WeightEMA:
+    """Exponential moving average of a network's state (parameters and buffers): after each optimizer step,
+    ``average = decay * average + (1 - decay) * current`` for floating-point entries; others are copied."""
+
+    def __init__(self, net: nn.Module, decay: float):
+        self.decay, self.updates = float(decay), 0
+        self.state = {key: value.detach().clone() for key, value in net.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, net: nn.Module) -> None:
+        self.updates += 1
+        for key, value in net.state_dict().items():
+            average = self.state[key]
+            if average.is_floating_point():
+                average.lerp_(value.detach(), 1.0 - self.decay)
+            else:
+                average.copy_(value)
+
+    def state_dict(self) -> dict:
+        return {"decay": self.decay, "updates": self.updates, "state_dict": self.state}
+
+    @torch.no_grad()
+    def load(self, data: dict, source: str) -> None:
+        stored = data.get("state_dict") or {}
+        wrong = sorted(set(stored) ^ set(self.state)) + [key for key in sorted(set(stored) & set(self.state))
+                                                          if stored[key].shape != self.state[key].shape]
+        if wrong:
+            raise WeightsError(f"{source} does not fit the network (keys: {', '.join(wrong[:8])})")
+        for key, value in stored.items():
+            self.state[key].copy_(value)
+        self.updates = int(data.get("updates", 0))
 
 
 SAMPLE_SIDE = 256  # px, longer side of each validation image shown in TensorBoard
