@@ -49,7 +49,7 @@ class Range:
             return None  # types are checked when the config is built
         if self.finite and not math.isfinite(value):
             return "must be a finite number"
-        for bound, ok, words in ((self.ge, lambda v, b: v >= b, ">="), (self.gt, lambda v, b: v > b, ">"),
+        for bound, ok, _words in ((self.ge, lambda v, b: v >= b, ">="), (self.gt, lambda v, b: v > b, ">"),
                                  (self.le, lambda v, b: v <= b, "<="), (self.lt, lambda v, b: v < b, "<")):
             if bound is not None and not ok(value, bound):
                 return f"must be {self.describe()}"

@@ -29,9 +29,10 @@ from typing import Literal
 
 import torch
 from torch import nn
+from torch.autograd.profiler import record_function
 
 from jdrl.config import POSITIVE, Range, ranged, validate
-from jdrl.flow import build_flow
+from jdrl.flow import resolve_flow
 from jdrl.flow.mask import calibration_mask
 from jdrl.flow.warp import warp
 from jdrl.reblur import ReblurModule
@@ -59,7 +60,7 @@ class JDRLConfig:
     cobi_options: dict = field(default_factory=dict)  # jdrl.cobi.CoBiLoss options (patch_size, vgg_weights, ...)
     alpha: float = ranged(0.5)  # weight of the reblurring loss
     eps: float = ranged(1e-3, POSITIVE)  # Charbonnier epsilon
-    flow: str = "dis"  # flow estimator (jdrl.flow registry); the paper used pwcnet
+    flow: str = "auto"  # flow estimator (jdrl.flow registry); auto: DIS on the CPU, RAFT-small on CUDA; paper: pwcnet
     flow_weights: str | None = None
     flow_options: dict = field(default_factory=dict)
     deform: Literal["cycle", "forward", "none"] = "cycle"  # none = ablation #2 (no flow deformation)
@@ -69,7 +70,8 @@ class JDRLConfig:
     # none/free/single = ablations #4/#5/#6; single_free = #6 as the released one-branch model (one free kernel)
     reblur: Literal["isotropic", "free", "single", "single_free", "none"] = "isotropic"
     reblur_support: Literal["square", "disk"] = "square"
-    reblur_impl: Literal["ring", "direct"] = "ring"
+    reblur_impl: Literal["ring", "direct", "compiled"] = "ring"  # compiled: torch.compile of ring (fused on CUDA)
+    reblur_amp: bool = False  # bf16 autocast for R's two small networks on CUDA (the sums stay float32)
     reblur_features: int = ranged(64, Range(ge=1, le=1024))
     warp_padding: Literal["border", "zeros", "reflection"] = "border"
     warp: Literal["exact", "released"] = "exact"  # released: the authors' flow_resample (half-pixel zoom; REPRODUCE.md)
@@ -89,15 +91,22 @@ class JDRLLoss(nn.Module):
     the optimizer needs besides the network's.
     """
 
-    def __init__(self, config: JDRLConfig | None = None, flow=None):
+    def __init__(self, config: JDRLConfig | None = None, flow=None, device=None):
         super().__init__()
         self.config = config = validate(config or JDRLConfig())
+        self.notes: list[str] = []  # what a user should know (e.g. the GPU flow fell back to DIS)
         needs_flow = config.objective == "jdrl" and config.deform != "none"
         # kept outside the module tree: frozen, never in state_dict or parameters()
-        self._flow = (flow or build_flow(config.flow, config.flow_weights, **config.flow_options)) if needs_flow else None
+        self._flow = None
+        if needs_flow:
+            self._flow = flow
+            if flow is None:
+                self._flow, note = resolve_flow(config.flow, config.flow_weights, device, **config.flow_options)
+                self.notes += [note] if note else []
         uses_reblur = config.objective == "jdrl" and config.reblur != "none"
         self.reblur = (
-            ReblurModule(config.reblur, config.reblur_support, config.reblur_impl, config.reblur_features)
+            ReblurModule(config.reblur, config.reblur_support, config.reblur_impl, config.reblur_features,
+                         amp=config.reblur_amp)
             if uses_reblur
             else None
         )
@@ -163,7 +172,13 @@ class JDRLLoss(nn.Module):
         return total, parts
 
     def _warmup(self, restored, blurry, sharp):
-        target = sharp if self._flow is None else self._warp(sharp, self._flow(blurry, sharp))
+        if self._flow is None:
+            target = sharp
+        else:
+            with record_function("jdrl.flow"):
+                flow = self._flow(blurry, sharp)
+            with record_function("jdrl.warp"):
+                target = self._warp(sharp, flow)
         total = self._char(restored, target)
         return total, {"total": total.detach(), "deblur": total.detach()}
 
@@ -173,7 +188,8 @@ class JDRLLoss(nn.Module):
         total = deblur
         parts["deblur"] = deblur.detach()
         if self.reblur is not None and self.config.alpha:
-            reblurred = self.reblur(restored, blurry)
+            with record_function("jdrl.reblur"):
+                reblurred = self.reblur(restored, blurry)
             reblur = self._char(reblurred, blurry)
             total = total + self.config.alpha * reblur
             parts["reblur"] = reblur.detach()
@@ -184,15 +200,23 @@ class JDRLLoss(nn.Module):
         if self._flow is None:  # ablation #2: no deformation
             return self._char(restored, sharp)
         output = restored.detach()
-        flow_fwd = self._flow(output, sharp)  # sharp moved onto the output
-        sharp_w = self._warp(sharp, flow_fwd)
-        mask_fwd = self._mask(flow_fwd)
+        cycle = self.config.deform == "cycle"
+        with record_function("jdrl.flow"):
+            if cycle:  # both directions in one batched call: one launch of a learned estimator for both
+                flow_fwd, flow_bwd = self._flow(torch.cat([output, sharp]), torch.cat([sharp, output])).chunk(2)
+            else:
+                flow_fwd = self._flow(output, sharp)  # sharp moved onto the output
+        with record_function("jdrl.warp"):
+            sharp_w = self._warp(sharp, flow_fwd)
+        with record_function("jdrl.mask"):
+            mask_fwd = self._mask(flow_fwd)
         term = self._char(mask_fwd * restored, mask_fwd * sharp_w)
         parts["deblur_fwd"], parts["mask_fwd"] = term.detach(), mask_fwd.mean()
-        if self.config.deform == "cycle":
-            flow_bwd = self._flow(sharp, output)  # the output moved onto sharp (differentiable in the output)
-            restored_w = self._warp(restored, flow_bwd)
-            mask_bwd = self._mask(flow_bwd)
+        if cycle:
+            with record_function("jdrl.warp"):
+                restored_w = self._warp(restored, flow_bwd)  # the output moved onto sharp (differentiable in it)
+            with record_function("jdrl.mask"):
+                mask_bwd = self._mask(flow_bwd)
             backward = self._char(mask_bwd * sharp, mask_bwd * restored_w)
             parts["deblur_bwd"], parts["mask_bwd"] = backward.detach(), mask_bwd.mean()
             term = term + backward

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import os
 
-from jdrl.errors import ConfigError
+from jdrl.errors import ConfigError, WeightsError
 from jdrl.flow.base import FLOWS, FlowEstimator
 
-__all__ = ["FLOWS", "FlowEstimator", "build_flow", "flow_names"]
+__all__ = ["AUTO", "FLOWS", "FlowEstimator", "build_flow", "flow_names", "resolve_flow"]
+
+AUTO = "auto"  # the default estimator for the device: DIS on the CPU, RAFT (small) on CUDA
+GPU_DEFAULT = "raft_small"
 
 
 def build_flow(name: str, weights: str | os.PathLike | None = None, device=None, **options) -> FlowEstimator:
@@ -37,3 +40,24 @@ def build_flow(name: str, weights: str | os.PathLike | None = None, device=None,
 
 def flow_names() -> list[str]:
     return FLOWS.names()
+
+
+def resolve_flow(name: str, weights: str | os.PathLike | None, device=None, **options) -> tuple[FlowEstimator, str | None]:
+    """``build_flow``, where ``name="auto"`` picks the estimator for ``device``; returns ``(estimator, note)``.
+
+    ``auto`` is DIS (no weights) on the CPU. On CUDA it is RAFT-small with torchvision's pretrained weights,
+    which torchvision downloads into its cache on first use when online (its convention); when that fails
+    (offline, no file in the cache), DIS is used and the note says which file to place where.
+    """
+    import torch
+
+    if name != AUTO:
+        return build_flow(name, weights, device, **options), None
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    if device.type != "cuda":
+        return build_flow("dis", None, device), None
+    try:
+        return build_flow(GPU_DEFAULT, weights or "default", device, **options), None
+    except WeightsError as error:
+        return build_flow("dis", None, device), (f"loss.flow=auto: {GPU_DEFAULT} is not available ({error}); "
+                                                 "using DIS, which runs on the CPU (slower on a GPU machine)")

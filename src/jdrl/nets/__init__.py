@@ -34,7 +34,7 @@ __all__ = [
     "net_names",
 ]
 
-NETS = Registry("network", modules=["jdrl.nets.unet", "jdrl.nets.mprnet", "jdrl.nets.ifan", "jdrl.nets.nafnet",
+NETS: Registry = Registry("network", modules=["jdrl.nets.unet", "jdrl.nets.mprnet", "jdrl.nets.ifan", "jdrl.nets.nafnet",
                                    "jdrl.nets.restormer", "jdrl.nets.lakdnet"], entry_point_group="jdrl.nets")
 
 

@@ -66,7 +66,7 @@ def family_of(name: str) -> Family | None:
 
 def read(checkpoint: Mapping, name: str | None, source: str) -> tuple[str, dict, dict]:
     """``(network name, build options, state dict)`` of an official backbone file."""
-    family, state = _match(checkpoint)  # type: ignore[misc] - detect() said yes
+    family, state = _match(checkpoint)  # type: ignore[misc]  # detect() said yes
     if name is not None and name not in family.names:
         raise WeightsError(f"{source} holds a {family.names[0]} network (official layout), not {name!r}")
     options = {**family.load().infer_options(state), **family.fixed}

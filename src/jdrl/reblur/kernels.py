@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 SUPPORTS = ("square", "disk")
-IMPLEMENTATIONS = ("ring", "direct")
+IMPLEMENTATIONS = ("ring", "direct", "compiled")  # compiled: torch.compile of ring (fused kernels on CUDA)
 RING_SUMS = ("auto", "shift", "conv")
 SEED_LENGTHS = (2, 3, 4, 5, 6, 7, 8)  # kernel sizes 3x3 ... 15x15, 35 numbers per pixel
 
@@ -65,7 +65,7 @@ def interpolation_matrix(radius: int, support: str = "square") -> tuple[torch.Te
     size = 2 * radius + 1
     matrix = torch.zeros(size * size, radius + 1)
     inside = torch.zeros(size * size, dtype=torch.bool)
-    for d, low, t, offsets in ring_table(radius):
+    for _d, low, t, offsets in ring_table(radius):
         for dy, dx in offsets:
             row = (dy + radius) * size + (dx + radius)
             inside[row] = True
@@ -300,12 +300,27 @@ def isotropic_reblur(
         raise ValueError(f"support must be one of {SUPPORTS}, not {support!r}")
     if weights.shape[1] != len(lengths) + 1:
         raise ValueError(f"expected {len(lengths) + 1} weight maps, got {weights.shape[1]}")
-    parts = split_seeds(seeds, lengths)
+    return reblur_function(impl)(image, split_seeds(seeds, lengths), weights, support)
+
+
+def reblur_function(impl: str):
+    """The function of one implementation: ``ring``, ``direct`` or ``compiled`` (all give the same numbers)."""
     if impl == "ring":
-        return ring_reblur(image, parts, weights, support)
+        return ring_reblur
     if impl == "direct":
-        return direct_reblur(image, parts, weights, support)
+        return direct_reblur
+    if impl == "compiled":
+        return _compiled_ring_reblur()
     raise ValueError(f"impl must be one of {IMPLEMENTATIONS}, not {impl!r}")
+
+
+@lru_cache(maxsize=None)
+def _compiled_ring_reblur():
+    """``torch.compile`` of :func:`ring_reblur`, made once per process (compiling is the expensive part).
+
+    Shapes are static (``dynamic=False``): each new image size compiles again, as training crops are fixed.
+    """
+    return torch.compile(ring_reblur, dynamic=False)
 
 
 def free_kernels(logits: torch.Tensor) -> torch.Tensor:

@@ -19,20 +19,21 @@ from collections.abc import Mapping
 
 import torch
 from torch import nn
+from torch.autograd.profiler import record_function
 
 from jdrl.reblur.kernels import (
     IMPLEMENTATIONS,
     SEED_LENGTHS,
     SUPPORTS,
     apply_kernels,
-    direct_reblur,
     free_kernels,
-    ring_reblur,
+    reblur_function,
     split_seeds,
 )
 from jdrl.weights import load_strict, strip_prefix
 
 KERNEL_VARIANTS = ("isotropic", "free", "single", "single_free")
+
 KERNEL_SIZES = tuple(2 * n - 1 for n in SEED_LENGTHS)  # 3, 5, ..., 15
 
 
@@ -71,16 +72,20 @@ class ReblurModule(nn.Module):
         kernel: ``isotropic`` (paper), ``free`` (ablation #5), ``single`` or ``single_free`` (ablation #6, the
             paper's wording and the released model's).
         support: ``square`` (released: corners keep logit 0) or ``disk`` (corners excluded).
-        impl: ``ring`` (fast, default) or ``direct`` (explicit kernels, the oracle).
+        impl: ``ring`` (fast, default), ``direct`` (explicit kernels, the oracle) or ``compiled``
+            (``torch.compile`` of the ring sums: one fused kernel set per shape on CUDA; the first call compiles).
         features: width of both branches (64 in the paper).
+        amp: run the two small networks (KPN, WPN) in bf16 autocast on CUDA; the kernel sums stay float32.
     """
 
-    def __init__(self, kernel: str = "isotropic", support: str = "square", impl: str = "ring", features: int = 64):
+    def __init__(self, kernel: str = "isotropic", support: str = "square", impl: str = "ring", features: int = 64,
+                 amp: bool = False):
         super().__init__()
-        for value, allowed, what in ((kernel, KERNEL_VARIANTS, "kernel"), (support, SUPPORTS, "support"), (impl, IMPLEMENTATIONS, "impl")):
+        for value, allowed, what in ((kernel, KERNEL_VARIANTS, "kernel"), (support, SUPPORTS, "support"),
+                                     (impl, IMPLEMENTATIONS, "impl")):
             if value not in allowed:
                 raise ValueError(f"reblur {what} must be one of {allowed}, not {value!r}")
-        self.kernel, self.support, self.impl = kernel, support, impl
+        self.kernel, self.support, self.impl, self.amp = kernel, support, impl, amp
         kpn_channels = {"isotropic": sum(SEED_LENGTHS), "free": sum(k * k for k in KERNEL_SIZES),
                         "single": SEED_LENGTHS[-1], "single_free": KERNEL_SIZES[-1] ** 2}
         self.kpn = Branch(kpn_channels[kernel], features)
@@ -96,22 +101,33 @@ class ReblurModule(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def forward(self, restored: torch.Tensor, blurry: torch.Tensor) -> torch.Tensor:
-        features = torch.cat([restored, blurry], dim=1)
-        kpn = self.kpn(features)
+        with record_function("jdrl.reblur_net"), self._autocast(restored):
+            features = torch.cat([restored, blurry], dim=1)
+            kpn = self.kpn(features)
+            logits = self.kernel_map_gene(features) if hasattr(self, "kernel_map_gene") else None
+        kpn = kpn.to(restored.dtype)  # back from bf16 when autocast ran
+        with record_function("jdrl.reblur_sums"):
+            return self._reblur(restored, kpn, None if logits is None else logits.to(restored.dtype))
+
+    def _autocast(self, image: torch.Tensor):
+        """bf16 for the two small networks on CUDA when asked (``amp``); the kernel sums stay float32."""
+        enabled = self.amp and image.is_cuda
+        return torch.autocast(device_type=image.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def _reblur(self, restored: torch.Tensor, kpn: torch.Tensor, logits: torch.Tensor | None) -> torch.Tensor:
         if self.kernel == "single_free":
             return apply_kernels(restored, free_kernels(kpn.abs()))
         if self.kernel == "single":
             weights = torch.zeros_like(kpn[:, :2])
             weights[:, 1] = 1.0
             return self._isotropic(restored, [kpn], weights)
-        weights = torch.softmax(self.kernel_map_gene(features), dim=1)
+        weights = torch.softmax(logits, dim=1)
         if self.kernel == "isotropic":
             return self._isotropic(restored, split_seeds(kpn), weights)
         return self._free(restored, kpn, weights)
 
     def _isotropic(self, image: torch.Tensor, seeds: list[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
-        reblur = ring_reblur if self.impl == "ring" else direct_reblur
-        return reblur(image, seeds, weights, self.support)
+        return reblur_function(self.impl)(image, seeds, weights, self.support)
 
     def _free(self, image: torch.Tensor, logits: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         output = weights[:, :1] * image

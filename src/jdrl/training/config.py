@@ -92,6 +92,7 @@ class RunConfig:
     device: str = "auto"  # auto = CUDA if available (the local rank's GPU under torchrun)
     amp: Literal["none", "bf16", "fp16"] = "none"
     channels_last: bool = False
+    compile: bool = False  # torch.compile the deblurring network (the first steps compile: minutes on a CPU)
     deterministic: bool = False
     max_bad_steps: int = ranged(20, AT_LEAST_ONE)  # consecutive non-finite losses before the run stops
     samples: int = ranged(4, Range(ge=0, le=64))  # validation images shown in TensorBoard

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.autograd.profiler import record_function
 from torch.utils.data import DataLoader, Dataset, Subset
 
 import jdrl
@@ -63,17 +64,20 @@ RUN_FILES = ("last.pt", "best.pt", "log.csv", "val.csv", "train.log", "config.ya
 class Objective(nn.Module):
     """Network + loss in one module, so DDP sees every trained parameter in one forward."""
 
-    def __init__(self, net: nn.Module, loss: JDRLLoss):
+    def __init__(self, net: nn.Module, loss: JDRLLoss, compile_net: bool = False):
         super().__init__()
         self.net, self.loss = net, loss
+        # run.compile: the network's forward compiled (torch.compile); its parameters stay self.net's
+        self._forward = torch.compile(net) if compile_net else net
 
     def forward(self, blur: torch.Tensor, sharp: torch.Tensor, stage: str, frozen: bool, amp: torch.dtype | None):
         with torch.autocast(device_type=blur.device.type, dtype=amp, enabled=amp is not None):
-            if frozen:
-                with torch.no_grad():
-                    restored = self.net(blur)
-            else:
-                restored = self.net(blur)
+            with record_function("jdrl.network"):
+                if frozen:
+                    with torch.no_grad():
+                        restored = self._forward(blur)
+                else:
+                    restored = self._forward(blur)
         total, parts = self.loss(restored, blur, sharp, stage=stage)
         return total, parts
 
@@ -141,10 +145,11 @@ class Trainer:
             raise ConfigError(f"data.crop={config.data.crop} must be a multiple of {multiple} for {self.net_spec.name}")
         if init is not None:
             load_strict(self.net, init.state_dict, config.net.init)
-        self.loss = JDRLLoss(config.loss)
+        self.loss = JDRLLoss(config.loss, device=self.device)
+        self._notes += self.loss.notes
         if self.device.type == "cuda" and config.loss.objective == "jdrl" and config.loss.flow == "dis":
-            self._notes.append("loss.flow=dis runs on the CPU; on a GPU, loss.flow=spynet (loss.flow_weights=PATH) "
-                               "makes a JDRL step up to 1.6x faster (docs/RESULTS.md, 'Training step')")
+            self._notes.append("loss.flow=dis runs on the CPU; on a GPU, loss.flow=auto (RAFT-small) or spynet "
+                               "(loss.flow_weights=PATH) is faster (docs/RESULTS.md, 'Training step')")
         if init is not None and self.loss.reblur is not None:
             self._init_reblur(init.checkpoint, config.net.init)
         self.net.to(self.device)
@@ -390,9 +395,10 @@ class Trainer:
         if self.dist.main:
             from jdrl.evaluation.protocol import evaluate
 
-            flow = self.loss.flow if self.config.run.val_flow is None else _build_val_flow(self.config.run.val_flow)
+            flow = self.loss.flow if self.config.run.val_flow is None else _build_val_flow(
+                self.config.run.val_flow, None, self.device)
             if flow is None:
-                flow = _build_val_flow(self.config.loss.flow, self.config.loss.flow_weights)
+                flow = _build_val_flow(self.config.loss.flow, self.config.loss.flow_weights, self.device)
             val_set = self.val_set
             if self.config.data.val_limit:
                 val_set = Subset(val_set, range(min(self.config.data.val_limit, len(val_set))))
@@ -604,10 +610,10 @@ def sample_grid(samples: list[dict[str, torch.Tensor]]) -> torch.Tensor | None:
     return torch.stack([nn.functional.pad(r, (0, width - r.shape[-1], 0, height - r.shape[-2])) for r in rows])
 
 
-def _build_val_flow(name: str, weights: str | None = None):
-    from jdrl.flow import build_flow
+def _build_val_flow(name: str, weights: str | None = None, device=None):
+    from jdrl.flow import resolve_flow
 
-    return build_flow(name, weights)
+    return resolve_flow(name, weights, device)[0]
 
 
 
