@@ -13,7 +13,8 @@ all at once as separate processes (``--parallel``); on one GPU that is how small
 networks fill it. After ``--deadline`` seconds the unfinished runs are stopped and
 reported as far as they got.
 
-Configs are ``NAME=JSON`` overrides of :class:`jdrl.demo.DemoSettings`. Groups:
+Configs are ``NAME=JSON`` overrides of :class:`jdrl.demo.DemoSettings`, the network included
+(``'naf={"net": "nafnet_w32", "net_options": {"width": 16, ...}, "lr": 0.001}'``). Groups:
 ``main`` (oracle, pixel, JDRL) for every config; ``ablations``, ``masks`` and
 ``flows`` (needs ``--spynet-weights``) for the first config only.
 Results: ``OUT/curves.json`` and ``OUT/curves.md``.
@@ -39,8 +40,9 @@ def job_list(args) -> list[tuple[str, dict, object]]:
     from misalignment import ABLATIONS, MASKS, flow_variants
 
     configs = [(name, json.loads(text)) for name, text in (item.split("=", 1) for item in args.configs)]
+    main = [v for v in (ORACLE, PIXEL, JDRL) if v.name in args.variants]
     jobs = [(name, settings, variant) for name, settings in configs
-            for variant in (ORACLE, PIXEL, JDRL) if "main" in args.groups]
+            for variant in main if "main" in args.groups]
     first_name, first = configs[0]
     extra = {"ablations": ABLATIONS, "masks": MASKS}
     for group in args.groups:
@@ -145,6 +147,8 @@ def main() -> None:
         'D={"lr": 0.002, "r_max": 5.0}', 'E={"lr": 0.001}', 'F={"lr": 0.001, "width": 0.125}'],
         help="NAME=JSON overrides of the demo's settings (default: the demo, and the runs that chose it)")
     parser.add_argument("--groups", nargs="+", default=["main"], choices=["main", "ablations", "masks", "flows"])
+    parser.add_argument("--variants", nargs="+", default=["oracle", "pixel", "jdrl"],
+                        choices=["oracle", "pixel", "jdrl"], help="the main group's rows (default: all three)")
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--val-every", type=int, default=250)
     parser.add_argument("--device", default="cpu")

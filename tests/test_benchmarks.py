@@ -31,12 +31,47 @@ def test_curves_gives_a_curve_per_run(tmp_path):
 
 @pytest.mark.slow
 def test_misalignment_benchmark_writes_its_tables(tmp_path):
-    args = ["--groups", "main", "--steps", "2", "--train-pairs", "2", "--eval-pairs", "1", "--size", "64",
-            "--crop", "32", "--batch", "2", "--width", "0.0625", "--out", str(tmp_path)]
+    args = ["--groups", "main", "--seeds", "2", "--steps", "1", "--train-pairs", "2", "--eval-pairs", "1",
+            "--size", "64", "--crop", "32", "--batch", "2", "--width", "0.0625", "--warmup", "1",
+            "--reblur-features", "4", "--out", str(tmp_path)]
     out = run("misalignment.py", *args, cwd=tmp_path)
     tables = json.loads((tmp_path / "results.json").read_text())
-    assert list(tables["main"]) == ["input", "oracle", "pixel", "jdrl"]
-    assert "| jdrl |" in out
+    rows = tables["main"]["rows"]
+    assert list(rows) == ["input", "oracle", "pixel", "jdrl"]
+    for row in rows.values():
+        assert row["seeds"] == [0, 1] and len(row["psnr"]["seeds"]) == 2
+        assert set(row["psnr"]) == {"mean", "sd", "seeds"}
+        assert {"mask_precision", "mask_recall", "flow_error", "ssim", "mae"} <= set(row)
+    assert len(tables["main"]["runs"]) == 8
+    assert "| jdrl |" in out and "± " in out and "Δ PSNR vs jdrl" in out
+
+
+def test_misalignment_kinds_switch_on_one_kind_at_a_time():
+    sys.path.insert(0, str(BENCHMARKS))
+    from misalignment import KINDS, kind_params
+
+    from jdrl.data.synthetic import MISALIGNMENT_PRESETS, SynthParams
+
+    base = SynthParams(size=64, r_max=4.0)
+    local = kind_params("sdd", "local", base)
+    assert local.local_regions == MISALIGNMENT_PRESETS["sdd"]["local_regions"] and local.local_regions > 0
+    assert local.shift == local.zoom == local.breathing == local.warp_amplitude == local.gt_exposure == 0
+    assert local.size == 64 and local.r_max == 4.0
+    combined = kind_params("sdd", "combined", base)
+    assert all(getattr(combined, k) == v for k, v in MISALIGNMENT_PRESETS["sdd"].items())
+    assert set(KINDS) == {"breathing", "warp", "local", "photometric", "combined"}
+
+
+def test_a_difference_counts_only_beyond_its_spread():
+    sys.path.insert(0, str(BENCHMARKS))
+    from misalignment import paired_difference
+
+    jdrl = [{"seed": 0, "psnr": 27.0}, {"seed": 1, "psnr": 28.0}]
+    clear = [{"seed": 0, "psnr": 26.0}, {"seed": 1, "psnr": 27.1}]
+    noisy = [{"seed": 0, "psnr": 27.5}, {"seed": 1, "psnr": 27.6}]
+    assert paired_difference(clear, jdrl, "psnr")[2] is True
+    assert paired_difference(noisy, jdrl, "psnr")[2] is False
+    assert paired_difference(clear[:1], jdrl, "psnr")[2] is False  # one seed never differs
 
 
 @pytest.mark.slow

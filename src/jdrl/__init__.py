@@ -8,8 +8,34 @@ The public API is imported lazily, so ``import jdrl`` costs nothing until a name
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING, Any
 
+# The one place for the version: pyproject.toml reads it (``[tool.setuptools.dynamic]``), so the
+# installed metadata (``importlib.metadata.version("jdrl")``), ``jdrl --version``, checkpoints and
+# reports all agree. A literal here keeps ``import jdrl`` free of any metadata lookup.
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # the lazy exports below, visible to type checkers and IDEs ("X as X": re-exported)
+    from jdrl.data.datasets import PairedImageDataset as PairedImageDataset
+    from jdrl.data.datasets import SyntheticPairs as SyntheticPairs
+    from jdrl.data.pairs import load_pairs as load_pairs
+    from jdrl.data.synthetic import SynthParams as SynthParams
+    from jdrl.deblurring import deblur_files as deblur_files
+    from jdrl.evaluation import evaluate as evaluate
+    from jdrl.flow import build_flow as build_flow
+    from jdrl.flow.mask import calibration_mask as calibration_mask
+    from jdrl.flow.warp import warp as warp
+    from jdrl.images import read_image as read_image
+    from jdrl.images import write_image as write_image
+    from jdrl.inference import deblur_image as deblur_image
+    from jdrl.losses import JDRLConfig as JDRLConfig
+    from jdrl.losses import JDRLLoss as JDRLLoss
+    from jdrl.losses import charbonnier as charbonnier
+    from jdrl.nets import create_net as create_net
+    from jdrl.reblur import ReblurModule as ReblurModule
+    from jdrl.reblur import isotropic_reblur as isotropic_reblur
+    from jdrl.training import train as train
+    from jdrl.training.config import TrainConfig as TrainConfig
 
 _EXPORTS = {
     # data
@@ -40,7 +66,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'jdrl' has no attribute {name!r}")

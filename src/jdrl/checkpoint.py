@@ -138,8 +138,11 @@ def scan_run(run_dir: str | os.PathLike) -> tuple[list[tuple[int, float, Path]],
         except WeightsError as error:
             bad.append((path, str(error)))
             continue
-        if is_jdrl_checkpoint(data):
-            good.append((int(data["progress"]["step"]), path.stat().st_mtime, path))
+        step = data.get("progress", {}).get("step") if isinstance(data.get("progress"), Mapping) else None
+        if is_jdrl_checkpoint(data) and isinstance(step, int) and isinstance(data.get("net"), Mapping):
+            good.append((step, path.stat().st_mtime, path))
+        elif is_jdrl_checkpoint(data):
+            bad.append((path, "a jdrl checkpoint without its progress or network (damaged)"))
         else:
             bad.append((path, "not a jdrl training checkpoint"))
     return good, bad

@@ -142,6 +142,10 @@ def _coerce(kind: Any, value: Any, key: str) -> Any:
     if origin in (list, tuple, Iterable) or kind in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
+        if origin is tuple and args and Ellipsis not in args:  # tuple[float, float]: exactly that many items
+            if len(value) != len(args):
+                raise ConfigError(f"{key}: expected a list of {len(args)} items, got {list(value)!r}")
+            return tuple(_coerce(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
         inner = args[0] if args else Any
         items = [_coerce(inner, v, f"{key}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple or kind is tuple else items

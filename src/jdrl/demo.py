@@ -46,15 +46,21 @@ class DemoSettings:
     steps: int = 1000
     width: float = 0.25  # UNet channel multiplier (0.25: 16 ... 256 channels)
     residual: bool = True  # the UNet starts as the identity (jdrl.nets.unet): small budgets train far better
+    #: the network: any registered name (``jdrl nets``) and its options; for ``unet`` the options default to
+    #: ``width``/``residual`` below, for any other network ``net_options`` are all it gets
+    net: str = "unet"
+    net_options: dict = field(default_factory=dict)
     crop: int = 96
     batch: int = 8
     train_pairs: int = 96
     eval_pairs: int = 12
     lr: float = 5e-4
     warmup: int = 100  # steps of the released warm-up stage (JDRL variants)
-    # the pairs: 128 px, blur up to 8 px, misaligned by up to 6 px and 4 % zoom
-    synth: SynthParams = field(default_factory=lambda: SynthParams(
-        size=128, r_max=8.0, shift=6.0, zoom=0.04, exposure=0.02, noise=0.005))
+    # the pairs: 128 px, blur up to 8 px, the realistic SDD-like misalignment (global zoom + shift, focus
+    # breathing, a smooth warp, two moving (occluding) regions and photometric differences of the GT)
+    synth: SynthParams = field(default_factory=lambda: SynthParams.with_misalignment(
+        "sdd", size=128, r_max=8.0, exposure=0.02, noise=0.005))
+    val_every: int = 100  # > 0: score the held-out pairs every N steps during training (RUN/val.csv, the curves)
     reblur_features: int = 16
     flow: str = "dis"  # training flow of the JDRL variants
     score_flow: str = "dis"  # flow for the geometric error
@@ -105,27 +111,36 @@ def variant_config(settings: DemoSettings, variant: Variant) -> TrainConfig:
         TrainConfig,
     )
 
+    options = dict(settings.net_options)
+    if settings.net == "unet":
+        options = {"width": settings.width, "dropout": 0.0, "residual": settings.residual, **options}
+    every = settings.val_every if settings.val_every > 0 else settings.steps
     config = TrainConfig(
-        net=NetConfig("unet", {"width": settings.width, "dropout": 0.0, "residual": settings.residual}),
+        net=NetConfig(settings.net, options),
         data=DataConfig(crop=settings.crop, batch_size=settings.batch),
         loss=JDRLConfig(objective=variant.objective, flow=settings.flow, reblur_features=settings.reblur_features),
         optim=OptimConfig(lr=settings.lr, decay_every=NEVER),
         schedule=ScheduleConfig(unit="step", total=settings.steps,
                                 warmup=settings.warmup if variant.objective == "jdrl" else 0,
-                                save_every=settings.steps, val_every=settings.steps, log_every=10),
+                                save_every=settings.steps, val_every=every,
+                                log_every=max(1, min(10, settings.steps))),
         run=RunConfig(seed=settings.seed, device=settings.device),
     )
     return load_train_config(config, variant.overrides)
 
 
-def train_variant(settings: DemoSettings, variant: Variant, train_set, run_dir: Path, quiet: bool) -> torch.nn.Module:
-    """Train one variant from scratch and return its network (eval mode)."""
+def train_variant(settings: DemoSettings, variant: Variant, train_set, run_dir: Path, quiet: bool,
+                  val_set=None) -> torch.nn.Module:
+    """Train one variant from scratch and return its network (eval mode); the last weights, never a "best".
+
+    ``val_set`` (with ``settings.val_every > 0``) is scored every ``val_every`` steps into ``RUN/val.csv``."""
     from jdrl.nets import create_net
     from jdrl.training import train
     from jdrl.training.data import AlignedTargets
 
     data = AlignedTargets(train_set) if variant.aligned_targets else train_set
-    folder = train(variant_config(settings, variant), run_dir=run_dir, datasets=(data, None), quiet=quiet,
+    val = val_set if settings.val_every > 0 else None
+    folder = train(variant_config(settings, variant), run_dir=run_dir, datasets=(data, val), quiet=quiet,
                    overwrite=True)
     return create_net(checkpoint=folder / "last.pt", map_location=settings.device)
 
@@ -140,17 +155,69 @@ def run_variants(
 
     train_set, eval_set = datasets or make_datasets(settings)
     flow = build_flow(settings.score_flow)
-    score = dict(flow=flow, keep_images=keep_images, thumbnail_size=DEMO_PANEL_SIDE, device=settings.device)
+    # full-size pictures (up to 4x the strips' side) so the detail crops are 1:1
+    side = max(DEMO_PANEL_SIDE, min(settings.synth.size, 4 * DEMO_PANEL_SIDE))
+    score = dict(flow=flow, keep_images=keep_images, thumbnail_size=side, device=settings.device)
     results = {"input": evaluate(eval_set, None, label="input", **score)}
     seconds = {}
     for variant in variants:
         start = time.perf_counter()
         _say(quiet, f"training {variant.name} ({settings.steps} steps)...")
-        net = train_variant(settings, variant, train_set, out / "runs" / _slug(variant.name), quiet)
+        net = train_variant(settings, variant, train_set, out / "runs" / _slug(variant.name), quiet, eval_set)
         seconds[variant.name] = round(time.perf_counter() - start, 1)
         results[variant.name] = evaluate(eval_set, net, label=variant.name, **score)
     results["_seconds"] = seconds
     return results
+
+
+def mask_scores(net, eval_set, mode: str = "reference", flow=None, device: str = "cpu") -> dict:
+    """How well the calibration mask finds the pixels with no correct correspondence, on held-out pairs.
+
+    As in training: the flow from ``net``'s output to the (misaligned) ground truth, ``calibration_mask(flow,
+    mode)``; dropped = mask 0. Truly without correspondence ("bad"): the pair's true ``occlusion`` or,
+    for ``*_view`` keys as well, a true flow leaving the frame. Pooled over all pixels of ``eval_set``:
+    ``precision`` = |dropped & occluded| / |dropped|, ``recall`` = |dropped & occluded| / |occluded|,
+    ``precision_view``/``recall_view`` with occluded-or-out-of-view, ``dropped`` and ``occluded`` fractions.
+    ``nan`` where a denominator is 0. ``net=None``: the blurry input itself.
+    """
+    import torch
+
+    from jdrl.flow import build_flow
+    from jdrl.flow.mask import calibration_mask
+    from jdrl.inference import deblur_tensor
+
+    flow = flow if flow is not None else build_flow("dis")
+    counts = dict.fromkeys(("dropped", "occluded", "hit", "bad", "hit_bad", "pixels"), 0)
+    if net is not None:
+        net.eval()
+    with torch.no_grad():
+        for index in range(len(eval_set)):
+            item = eval_set[index]
+            if item.get("occlusion") is None:
+                raise ValueError("mask_scores needs pairs with a true occlusion mask (SyntheticPairs)")
+            blur, gt = item["blur"][None].to(device), item["sharp"][None].to(device)
+            output = blur.clamp(0, 1) if net is None else deblur_tensor(net, blur).float().clamp(0, 1)
+            dropped = calibration_mask(flow(output, gt), mode)[0, 0].cpu() < 0.5
+            occluded = item["occlusion"][0] > 0.5
+            true_flow = item["flow"]
+            height, width = true_flow.shape[1:]
+            qx = torch.arange(width, dtype=torch.float32)[None, :] + true_flow[0]
+            qy = torch.arange(height, dtype=torch.float32)[:, None] + true_flow[1]
+            bad = occluded | (qx < 0) | (qx > width - 1) | (qy < 0) | (qy > height - 1)
+            counts["dropped"] += int(dropped.sum())
+            counts["occluded"] += int(occluded.sum())
+            counts["hit"] += int((dropped & occluded).sum())
+            counts["bad"] += int(bad.sum())
+            counts["hit_bad"] += int((dropped & bad).sum())
+            counts["pixels"] += dropped.numel()
+
+    def ratio(a: int, b: int) -> float:
+        return a / b if b else float("nan")
+
+    return {"precision": ratio(counts["hit"], counts["dropped"]), "recall": ratio(counts["hit"], counts["occluded"]),
+            "precision_view": ratio(counts["hit_bad"], counts["dropped"]),
+            "recall_view": ratio(counts["hit_bad"], counts["bad"]),
+            "dropped": ratio(counts["dropped"], counts["pixels"]), "occluded": ratio(counts["occluded"], counts["pixels"])}
 
 
 def truth_table(results: dict) -> dict:
@@ -213,6 +280,51 @@ def _strips(out: Path, results: dict) -> dict[str, str]:
     return paths
 
 
+def detail_box(image, side: int) -> tuple[int, int]:
+    """``(top, left)`` of the ``side`` px square of ``image`` ``(3, H, W)`` with the most gradient energy."""
+    import torch
+
+    gray = image.float().mean(0)
+    energy = (gray[1:, :-1] - gray[:-1, :-1]).abs() + (gray[:-1, 1:] - gray[:-1, :-1]).abs()
+    side = min(side, energy.shape[0], energy.shape[1])
+    sums = torch.nn.functional.avg_pool2d(energy[None, None], side, stride=max(1, side // 4))[0, 0]
+    row, col = divmod(int(sums.argmax()), sums.shape[1])
+    return row * max(1, side // 4), col * max(1, side // 4)
+
+
+def _crop_strips(out: Path, results: dict, side: int = 48, zoom: int = 4) -> list[str]:
+    """Per held-out image, the most detailed ``side`` px square of every picture, enlarged ``zoom``x (nearest)."""
+    from jdrl.evaluation.report import make_strip
+    from jdrl.images import write_image
+
+    paths = []
+    first = results["input"]
+    for name in [row["name"] for row in first.rows]:
+        pictures = {"input": first.images[name]["input"]}
+        pictures.update({row: results[row].images[name]["output"] for row in results if row != "input"})
+        pictures["truth (aligned)"] = first.images[name]["aligned truth"]
+        top, left = detail_box(pictures["truth (aligned)"], side)
+        crops = {label: picture[:, top:top + side, left:left + side].repeat_interleave(zoom, 1)
+                 .repeat_interleave(zoom, 2) for label, picture in pictures.items()}
+        path = Path("crops") / f"{name}.png"
+        write_image(out / path, make_strip(crops, max_side=side * zoom).astype("float32") / 255.0)
+        paths.append(str(path))
+    return paths
+
+
+def _validation_figure(out: Path, results: dict, runs: list[str]) -> list[str]:
+    from jdrl.evaluation.plot import plot_validation
+
+    folders = {run: out / "runs" / _slug(run) for run in runs}
+    if not any((folder / "val.csv").is_file() for folder in folders.values()):
+        return []
+    baseline = {"psnr_aligned": results["input"].means.get("psnr_aligned"),
+                "flow_error": results["input"].means.get("flow_error")}
+    path = plot_validation(folders, out / "validation.png", baseline=baseline,
+                           title="held-out pairs during training (against the true aligned image)")
+    return [str(path.relative_to(out))]
+
+
 def _curves(out: Path, runs: list[str]) -> list[str]:
     from jdrl.evaluation.plot import plot_run
 
@@ -231,8 +343,14 @@ def _write_report(out: Path, settings: DemoSettings, results: dict, table: dict,
                f"{table['jdrl']['flow_error']:.3f} px vs {table['pixel']['flow_error']:.3f} px.")
     (out / "results.md").write_text(f"# jdrl demo\n\n{summary}\n\n{markdown(table)}\n")
     strips = _strips(out, results)
-    curves = _curves(out, [r for r in results if r != "input"])
+    models = [r for r in results if r != "input"]
+    validation = _validation_figure(out, results, models)
+    crops = _crop_strips(out, results)
+    curves = _curves(out, models)
+    figures = [("held-out PSNR and geometric error against the training step (dashed: the blurry input)", path)
+               for path in validation]
+    figures += [(f"detail, 4x (nearest neighbour): {Path(path).stem}", path) for path in crops]
+    figures += [(f"training curves: {Path(path).stem.removeprefix('curves_')}", path) for path in curves]
     write_report([results[row] for row in table], out, strips=strips, title="jdrl demo", intro=summary,
                  strip_note="the blurry input, each model's output, the true aligned image, and the misaligned "
-                            "ground truth that training saw",
-                 figures=[(f"training curves: {Path(path).stem.removeprefix('curves_')}", path) for path in curves])
+                            "ground truth that training saw", figures=figures)

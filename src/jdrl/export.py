@@ -7,6 +7,11 @@ into the model's metadata, with the network name and options). Channel-order
 handling (the released UNet's BGR weights) is part of the graph, so callers always
 pass RGB.
 
+Two exporters: the current one (``torch.onnx.export(..., dynamo=True)``, which needs
+``onnxscript``) is tried first; the TorchScript one is the fallback when ``onnxscript`` is
+missing or the dynamo export fails. Either result is verified the same way, and the exporter
+used is stored in the metadata (``jdrl.exporter``) and named in the verification line.
+
 The file is written under a temporary name and renamed only after it passed
 verification, so a failed export never leaves a plausible-looking model behind.
 """
@@ -14,13 +19,18 @@ verification, so a failed export never leaves a plausible-looking model behind.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import importlib.util
+import inspect
 import io
 import json
+import logging
 import os
 import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -33,6 +43,8 @@ OUTPUT_NAME = "restored"
 DYNAMIC_AXES = {0: "batch", 2: "height", 3: "width"}
 DEFAULT_TOLERANCE = 1e-4
 INSTALL_HINT = "pip install jdrl[onnx]"
+EXPORTERS = ("auto", "dynamo", "torchscript")  # auto: dynamo, TorchScript when that is impossible
+_NOISY_LOGGERS = ("torch.onnx", "torch.export", "torch._dynamo", "torch.fx", "onnxscript", "onnx_ir")
 
 
 class ExportVerificationError(VerificationError):
@@ -47,13 +59,22 @@ class Verification:
     max_abs_diff: float | None
     tolerance: float
     skipped: str | None = None
+    exporter: str | None = None  # "dynamo" or "torchscript" (None: not known, e.g. verify_onnx alone)
+    fallback_reason: str | None = None  # why the dynamo exporter was not used, when it was not
 
     def __str__(self) -> str:
         if self.skipped:
-            return f"not verified: {self.skipped}"
-        shape = "x".join(map(str, self.shape))
-        return (f"verified with onnxruntime on a {shape} input: "
-                f"max abs diff {self.max_abs_diff:.2e} (tolerance {self.tolerance:g})")
+            text = f"not verified: {self.skipped}"
+        else:
+            shape = "x".join(map(str, self.shape))
+            text = (f"verified with onnxruntime on a {shape} input: "
+                    f"max abs diff {self.max_abs_diff:.2e} (tolerance {self.tolerance:g})")
+        if self.exporter:
+            how = f"{self.exporter} exporter"
+            if self.fallback_reason:
+                how += f" (fallback: {self.fallback_reason})"
+            text = f"{how}; {text}"
+        return text
 
 
 def require_onnx() -> None:
@@ -90,9 +111,25 @@ def _eval_mode(net: nn.Module):
         net.train(training)
 
 
-def _write_onnx(net: nn.Module, path: Path, height: int, width: int, opset: int) -> None:
+@contextlib.contextmanager
+def _quiet_loggers():
+    """The dynamo exporter logs (opset conversion notes, tracebacks of optional passes): silenced meanwhile."""
+    loggers = [logging.getLogger(name) for name in _NOISY_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def _write_torchscript(net: nn.Module, path: Path, height: int, width: int, opset: int) -> None:
     """``torch.onnx.export`` with the TorchScript exporter (no extra dependencies, dynamic axes)."""
     example = torch.rand(1, 3, height, width, device=net_device(net))
+    # torch < 2.5 has no ``dynamo`` argument (and only this exporter); later versions default to dynamo
+    choice: dict[str, Any] = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
     with _quiet(), torch.no_grad():
         torch.onnx.export(
             net,
@@ -103,16 +140,82 @@ def _write_onnx(net: nn.Module, path: Path, height: int, width: int, opset: int)
             dynamic_axes={INPUT_NAME: DYNAMIC_AXES, OUTPUT_NAME: DYNAMIC_AXES},
             opset_version=opset,
             do_constant_folding=True,
-            dynamo=False,
+            **choice,
         )
 
 
+def _write_dynamo(net: nn.Module, path: Path, height: int, width: int, opset: int) -> None:
+    """``torch.onnx.export(dynamo=True)`` (torch.export + onnxscript): one file, dynamic batch/height/width.
+
+    The dynamo exporter implements opset 18 and later; a lower ``opset`` is converted down when
+    onnxscript/onnx can (the opset actually written is in the model, and in the metadata).
+    """
+    from torch.export import Dim
+
+    dynamic = getattr(Dim, "DYNAMIC", None) or Dim.AUTO  # torch 2.5 has only AUTO
+    example = torch.rand(1, 3, height, width, device=net_device(net))
+    with _quiet(), _quiet_loggers(), torch.no_grad():
+        torch.onnx.export(
+            net,
+            (example,),
+            str(path),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            opset_version=opset,
+            dynamo=True,
+            external_data=False,  # one self-contained file (weights inside), as the TorchScript exporter writes
+            dynamic_shapes=({axis: dynamic for axis in DYNAMIC_AXES},),
+        )
+
+
+def dynamo_unavailable() -> str | None:
+    """Why the dynamo exporter cannot run here (``None`` when it can)."""
+    if "dynamo" not in inspect.signature(torch.onnx.export).parameters:
+        return f"torch {torch.__version__} has no dynamo exporter"
+    if importlib.util.find_spec("onnxscript") is None:
+        return f"onnxscript is not installed ({INSTALL_HINT})"
+    return None
+
+
+def _write_onnx(net: nn.Module, path: Path, height: int, width: int, opset: int,
+                exporter: str = "auto") -> tuple[str, str | None]:
+    """Write the model with ``exporter``; returns ``(exporter used, why dynamo was not used)``.
+
+    ``auto`` tries the dynamo exporter and falls back to TorchScript when onnxscript is missing or
+    the dynamo export raises; ``dynamo``/``torchscript`` use that one only (errors propagate).
+    """
+    if exporter not in EXPORTERS:
+        raise ConfigError(f"ONNX exporter {exporter!r}: choose one of {', '.join(EXPORTERS)}")
+    reason = None
+    if exporter in ("auto", "dynamo"):
+        reason = dynamo_unavailable()
+        if reason is None:
+            try:
+                _write_dynamo(net, path, height, width, opset)
+                return "dynamo", None
+            except Exception as error:  # noqa: BLE001 - any exporter failure: fall back (or re-raise below)
+                if exporter == "dynamo":
+                    raise
+                reason = f"dynamo export failed: {type(error).__name__}: {str(error).strip().splitlines()[0][:200]}"
+                Path(path).unlink(missing_ok=True)
+        elif exporter == "dynamo":
+            raise MissingDependencyError(f"the dynamo ONNX exporter is unavailable: {reason}", name="onnxscript")
+    _write_torchscript(net, path, height, width, opset)
+    return "torchscript", reason
+
+
 def _add_metadata(path: Path, metadata: dict[str, str]) -> None:
-    """Check the model with ``onnx.checker`` and store ``metadata`` in its ``metadata_props``."""
+    """Check the model with ``onnx.checker`` and store ``metadata`` in its ``metadata_props``.
+
+    ``jdrl.opset`` (the default-domain opset actually written) is added here.
+    """
     import onnx
 
     model = onnx.load(str(path))
     onnx.checker.check_model(model)
+    opsets = [entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")]
+    if opsets:
+        metadata = {**metadata, "jdrl.opset": str(opsets[0])}
     for key, value in metadata.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, str(value)
@@ -170,12 +273,15 @@ def export_onnx(
     metadata: dict[str, str] | None = None,
     verify: bool = True,
     tolerance: float = DEFAULT_TOLERANCE,
+    exporter: str = "auto",
 ) -> Verification:
     """Export ``net`` to ``path`` (dynamic batch/height/width) and verify it at another size.
 
     ``height``/``width`` is the example size used for tracing (multiples of
     ``net.size_multiple``). With ``verify`` the model is compared with PyTorch by
     onnxruntime (when installed) on a different size before it is moved into place.
+    ``exporter``: ``auto`` (the dynamo exporter, TorchScript as the fallback), ``dynamo`` or
+    ``torchscript``; the one used is in the result and in the metadata (``jdrl.exporter``).
     """
     require_onnx()
     check_export_size(net, height, width)
@@ -186,12 +292,13 @@ def export_onnx(
     tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"  # created by the exporter (umask mode)
     try:
         with _eval_mode(net):
-            _write_onnx(net, tmp, height, width, opset)
-        _add_metadata(tmp, info)
+            used, reason = _write_onnx(net, tmp, height, width, opset, exporter)
+        _add_metadata(tmp, {**info, "jdrl.exporter": used})
         if verify:
             result = verify_onnx(net, tmp, *verification_size(net, height, width), tolerance=tolerance)
         else:
             result = Verification((), None, tolerance, skipped="verification switched off")
+        result = dataclasses.replace(result, exporter=used, fallback_reason=reason)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

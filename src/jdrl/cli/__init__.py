@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -65,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     command = f"jdrl {args.command}"
+    saved_limit = os.environ.get("JDRL_MAX_PIXELS")  # --max-pixels sets it for one command only
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt as interrupt:
@@ -74,6 +76,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         return _report(command, error, USER_ERRORS)
+    finally:
+        if saved_limit is None:
+            os.environ.pop("JDRL_MAX_PIXELS", None)
+        else:
+            os.environ["JDRL_MAX_PIXELS"] = saved_limit
 
 
 def _report(command: str, error: Exception, user_errors: tuple) -> int:

@@ -7,6 +7,7 @@ import argparse
 import sys
 import time
 
+from jdrl.cli.arguments import add_max_pixels, apply_max_pixels
 from jdrl.deblurring import DEFAULT_OVERLAP
 
 HELP = "deblur images of any size with a trained checkpoint (tiled, 8/16-bit PNG out)"
@@ -59,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files (default: refuse)")
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--amp", choices=AMP_CHOICES, help="mixed precision on CUDA (ignored on the CPU)")
+    add_max_pixels(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -70,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from jdrl.runtime import choose_device
 
     start = time.perf_counter()
+    apply_max_pixels(args)  # an image over the limit is listed as not deblurred; the others still run
     device = choose_device(args.device)
     resolve_overlap(args.tile, args.overlap, device.type)  # a bad --overlap fails before the network loads
     net = create_net(args.net, checkpoint=args.checkpoint).to(device)

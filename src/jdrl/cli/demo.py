@@ -8,17 +8,37 @@ HELP = "train pixel-loss and JDRL models on bundled photos and compare them (off
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from jdrl.cli.arguments import int_in, positive_finite
     from jdrl.demo import DemoSettings
 
     defaults = DemoSettings()
     parser.add_argument("--out", default="jdrl-demo", help="report folder (default: %(default)s)")
-    parser.add_argument("--steps", type=int, default=defaults.steps, help="training steps per model (default: %(default)s)")
-    parser.add_argument("--width", type=float, default=defaults.width, help="UNet width multiplier (default: %(default)s)")
-    parser.add_argument("--batch", type=int, default=defaults.batch, help="batch size (default: %(default)s)")
+    parser.add_argument("--steps", type=int_in(1), default=defaults.steps, help="training steps per model (default: %(default)s)")
+    parser.add_argument("--net", default=defaults.net, help="the network, any of `jdrl nets` (default: %(default)s)")
+    parser.add_argument("--net-options", type=_json_dict, default=None, metavar="JSON",
+                        help="the network's options as JSON (default: the demo's for its network)")
+    parser.add_argument("--width", type=positive_finite, default=defaults.width, help="UNet width multiplier (default: %(default)s)")
+    parser.add_argument("--lr", type=positive_finite, default=defaults.lr, help="learning rate (default: %(default)s)")
+    parser.add_argument("--val-every", type=int_in(0), default=defaults.val_every,
+                        help="score the held-out pairs every N steps, for the report's curves; 0: only at the end "
+                             "(default: %(default)s)")
+    parser.add_argument("--batch", type=int_in(1), default=defaults.batch, help="batch size (default: %(default)s)")
     parser.add_argument("--device", default=defaults.device, help="cpu or cuda (default: %(default)s)")
     parser.add_argument("--oracle", action="store_true", help="also train on perfectly aligned pairs (the upper bound)")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--seed", type=int_in(0), default=defaults.seed)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _json_dict(text: str) -> dict:
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({error}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,8 +47,12 @@ def run(args: argparse.Namespace) -> int:
     from jdrl.demo import DemoSettings, markdown, run_demo
 
     start = time.perf_counter()
-    settings = DemoSettings(steps=args.steps, width=args.width, batch=args.batch, device=args.device,
-                            oracle=args.oracle, seed=args.seed)
+    chosen = dict(steps=args.steps, width=args.width, batch=args.batch, device=args.device, oracle=args.oracle,
+                  seed=args.seed, lr=args.lr, val_every=args.val_every)
+    if args.net != DemoSettings().net or args.net_options is not None:
+        # another network starts from its own defaults (net_options={}) unless options are given
+        chosen.update(net=args.net, net_options=args.net_options or {})
+    settings = DemoSettings(**chosen)
     table = run_demo(args.out, settings, quiet=args.quiet)
     print()
     print(markdown(table))

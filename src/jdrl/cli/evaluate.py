@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from jdrl.cli.arguments import apply_max_pixels, int_in, non_negative_int, positive_int
 from jdrl.vocabulary import BORDER_MODES, MASK_MODES, PROTOCOLS, WARP_CONVENTIONS
 
 HELP = "score a checkpoint or the blurry input: metrics vs GT, deformed GT (and truth on synthetic data)"
@@ -23,7 +24,7 @@ MASK_CHOICES = MASK_MODES
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from jdrl.cli.data import add_source_arguments
 
-    add_source_arguments(parser)
+    add_source_arguments(parser)  # with --max-pixels
     parser.set_defaults(split="test")
     for action in parser._actions:  # the shared 'path' argument also takes the word 'synthetic' here
         if action.dest == "path":
@@ -47,23 +48,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "crops (unet: top-left to x16, mprnet: centre to x8; the paper protocol's default)")
     how.add_argument("--mask", default="reference", choices=MASK_CHOICES,
                      help="calibration-mask rule drawn in the report strips (default: %(default)s, as released)")
-    how.add_argument("--tile", type=int, help="tile size for tiled inference (large images, little memory)")
+    how.add_argument("--tile", type=positive_int, help="tile size for tiled inference (large images, little memory)")
     how.add_argument("--amp", choices=["bf16", "fp16"], help="mixed precision inference on CUDA")
     how.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto (default: %(default)s)")
     how.add_argument("--no-lpips", action="store_true", help="skip LPIPS (it is skipped anyway without its weights)")
-    how.add_argument("--limit", type=int, help="score only the first N images")
+    how.add_argument("--limit", type=positive_int, help="score only the first N images")
     how.add_argument("--skip-bad", action="store_true",
                      help="leave out pairs with a missing, unreadable or mismatched file (default: stop and list them)")
     out = parser.add_argument_group("output")
     out.add_argument("--out", help="results folder (default: CHECKPOINT_DIR/eval-DATA, or eval-DATA-input)")
+    out.add_argument("--overwrite", action="store_true",
+                     help="replace the results (metrics.csv, summary.*, the report's index.html) of an earlier run "
+                          "(default: refuse)")
     out.add_argument("--report", help="also write an HTML report (index.html + strips) into this folder")
     out.add_argument("--quiet", action="store_true", help="no progress bar")
     synth = parser.add_argument_group("synthetic data (DATA = synthetic)")
-    synth.add_argument("--synthetic-n", type=int, default=8, help="number of pairs (default: %(default)s)")
-    synth.add_argument("--synthetic-size", type=int, default=128, help="side in px (default: %(default)s)")
+    synth.add_argument("--synthetic-n", type=positive_int, default=8, help="number of pairs (default: %(default)s)")
+    synth.add_argument("--synthetic-size", type=int_in(16, 8192), default=128, help="side in px (default: %(default)s)")
     synth.add_argument("--misalignment", choices=["none", "dpdd", "sdd", "severe"],
                        help="misalignment preset (default: jdrl synth's)")
-    synth.add_argument("--seed", type=int, default=0, help="seed of the synthetic pairs (default: %(default)s)")
+    synth.add_argument("--seed", type=non_negative_int, default=0, help="seed of the synthetic pairs (default: %(default)s)")
 
 
 # ----------------------------------------------------------------------------- pieces
@@ -80,14 +84,17 @@ def load_dataset(args: argparse.Namespace) -> tuple[object, dict]:
         base = SynthParams.with_misalignment(args.misalignment, size=args.synthetic_size) if args.misalignment \
             else SynthParams(size=args.synthetic_size)
         n = args.synthetic_n if args.limit is None else min(args.synthetic_n, args.limit)
-        dataset = SyntheticPairs(n, base, seed=args.seed)
+        from jdrl.config import validate
+
+        dataset = SyntheticPairs(n, validate(base), seed=args.seed)
         return dataset, {"data": SYNTHETIC, "images": n, "seed": args.seed, "synthetic_size": args.synthetic_size,
                          "misalignment": args.misalignment or "default"}
     from jdrl.data.datasets import PairedImageDataset
-    from jdrl.data.pairs import load_pairs
+    from jdrl.data.pairs import MIN_SCORED_SIDE, load_pairs
 
     found = load_pairs(args.path, args.layout, args.split, args.blur_dir, args.sharp_dir,
-                       skip_bad=args.skip_bad, progress=bar("checking data", args.quiet))
+                       skip_bad=args.skip_bad, progress=bar("checking data", args.quiet),
+                       min_size=MIN_SCORED_SIDE, min_what="minimum that can be scored (SSIM's 7x7 window)")
     pairs = found.pairs[: args.limit] if args.limit is not None else found.pairs
     description = {"data": str(args.path), "layout": found.layout, "images": len(pairs)}
     if found.layout == "dpdd":
@@ -107,7 +114,9 @@ def resolve_protocol(args: argparse.Namespace) -> dict:
             "JDRL release uses (network-default.pytorch of sniklaus/pytorch-pwc, in the authors' JDRL download); "
             "jdrl never downloads it. Or choose another estimator with --flow (then it is not the paper's protocol)")
     return {"flow": flow, "warp": args.warp or ("released" if paper else "exact"),
-            "border": args.border or ("released" if paper else "reflect"), "eight_bit": paper}
+            # the released crop of the network scored; the input alone gets the UNet pipeline's crop
+            "border": args.border or (("released" if args.checkpoint else "released-unet") if paper else "reflect"),
+            "eight_bit": paper}
 
 
 def data_name(args: argparse.Namespace) -> str:
@@ -125,6 +134,21 @@ def default_out(args: argparse.Namespace) -> Path:
     if args.checkpoint:
         return Path(args.checkpoint).expanduser().parent / f"eval-{data_name(args)}"
     return Path(f"eval-{data_name(args)}-input")
+
+
+def refuse_existing_results(args: argparse.Namespace) -> None:
+    """Results of an earlier evaluation are never replaced without ``--overwrite`` (checked before any work)."""
+    from jdrl.errors import UsageError
+
+    out = default_out(args)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder")
+    found = [out / name for name in ("metrics.csv", "summary.json", "summary.md") if (out / name).exists()]
+    if args.report and (Path(args.report) / "index.html").exists():
+        found.append(Path(args.report) / "index.html")
+    if found and not args.overwrite:
+        raise UsageError(f"{found[0]} exists (results of an earlier evaluation); choose another --out/--report, "
+                         "or pass --overwrite to replace them")
 
 
 def load_lpips_for(args: argparse.Namespace, device) -> tuple[object | None, str]:
@@ -159,6 +183,8 @@ def run(args: argparse.Namespace) -> int:
     if args.net and not args.checkpoint:
         raise UsageError("--net names the network of --checkpoint; give a checkpoint")
     protocol = resolve_protocol(args)
+    apply_max_pixels(args)
+    refuse_existing_results(args)
     device = choose_device(args.device)
     net, net_info = None, {}
     if args.checkpoint:

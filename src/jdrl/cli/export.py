@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from jdrl.cli.arguments import int_in, positive_int
+
 HELP = ("export a checkpoint's network to ONNX (dynamic batch/height/width, verified with onnxruntime) or to a "
         "shareable safetensors model folder")
 FORMATS = ("onnx", "safetensors")
@@ -22,11 +24,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-ema", action="store_true",
                         help="export the trained weights, not their moving average (checkpoints of runs with "
                              "run.ema_decay keep both; the average is exported by default)")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default: %(default)s)")
-    parser.add_argument("--height", type=int, default=256, help="example height used for tracing (default: %(default)s)")
-    parser.add_argument("--width", type=int, default=256, help="example width used for tracing (default: %(default)s)")
+    parser.add_argument("--opset", type=int_in(7, 23), default=18,
+                        help="ONNX opset (default: %(default)s; the dynamo exporter writes 18 or newer)")
+    parser.add_argument("--exporter", choices=("auto", "dynamo", "torchscript"), default="auto",
+                        help="auto (default): torch.onnx's dynamo exporter, the TorchScript one if that fails")
+    parser.add_argument("--height", type=positive_int, default=256, help="example height used for tracing (default: %(default)s)")
+    parser.add_argument("--width", type=positive_int, default=256, help="example width used for tracing (default: %(default)s)")
     parser.add_argument("--no-verify", action="store_true",
                         help="skip the check (onnxruntime comparison; reading the safetensors folder back)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out (default: refuse)")
+
+
+def refuse_existing_output(args: argparse.Namespace) -> None:
+    """Never write over the checkpoint read, and over an existing model only with ``--overwrite`` (checked first)."""
+    from pathlib import Path
+
+    from jdrl.errors import UsageError
+
+    out = Path(args.out).expanduser()
+    source = Path(args.checkpoint).expanduser()
+    if source.exists() and (out.resolve() == source.resolve() or source.resolve().is_relative_to(out.resolve())):
+        raise UsageError(f"-o {args.out} is the checkpoint being exported (or holds it); choose another --out")
+    if args.format == "safetensors":
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"-o {args.out} is a file; --format safetensors writes a folder")
+        existing = [out / name for name in ("config.json", "model.safetensors") if (out / name).exists()]
+    else:
+        if out.is_dir():
+            raise UsageError(f"-o {args.out} is a folder; give the .onnx file to write")
+        existing = [out] if out.exists() else []
+    if existing and not args.overwrite:
+        raise UsageError(f"{existing[0]} exists; choose another --out, or pass --overwrite to replace it")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from jdrl.export import export_onnx, export_safetensors, load_export_net
     from jdrl.nets import count_parameters, describe
 
+    refuse_existing_output(args)
     net, ema = load_export_net(args.checkpoint, args.net, ema=not args.no_ema)
     info = describe(net).as_dict()
     parameters = count_parameters(net) / 1e6
@@ -48,10 +77,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"  use it with --checkpoint {result.folder}, or upload the folder to the Hub and use hf:ORG/NAME")
         return 0
     metadata = {"jdrl.net": info["name"], "jdrl.options": repr(info["options"]), "jdrl.source": info["source"]}
-    verification = export_onnx(net, args.out, args.height, args.width, args.opset, metadata, verify=not args.no_verify)
+    verification = export_onnx(net, args.out, args.height, args.width, args.opset, metadata, verify=not args.no_verify,
+                               exporter=args.exporter)
     size_mb = Path(args.out).expanduser().stat().st_size / 2**20
     print(f"exported {info['name']} ({weights}{parameters:.1f}M parameters) to {args.out} "
-          f"({size_mb:.1f} MB, opset {args.opset})")
+          f"({size_mb:.1f} MB, {verification.exporter or args.exporter} exporter)")
     print(f"  traced at {args.height}x{args.width}; batch, height and width are dynamic "
           f"(height and width multiples of {net.size_multiple})")
     print(f"  {verification}")

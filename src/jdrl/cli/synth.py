@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from jdrl.cli.arguments import non_negative_int, positive_int
+
 HELP = "synthesize misaligned defocus pairs (blur/, gt/, aligned/, flow/, occlusion/, meta.jsonl)"
 
 #: the misalignment options: (flag, SynthParams field, type, help)
@@ -28,9 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     defaults = SynthParams()
     parser.add_argument("source", nargs="?", help="folder of sharp images (default: scikit-image's sample photos)")
-    parser.add_argument("-n", type=int, default=16, help="number of pairs (default: %(default)s)")
+    parser.add_argument("-n", type=positive_int, default=16, help="number of pairs (default: %(default)s)")
     parser.add_argument("-o", "--out", required=True, help="output folder")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default: %(default)s)")
     parser.add_argument("--size", type=int, default=defaults.size, help="side of each pair in px (default: %(default)s)")
     parser.add_argument("--r-max", type=float, default=defaults.r_max, help="largest blur radius in px (default: %(default)s)")
     parser.add_argument(
@@ -47,6 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ellipse diameters as a fraction of --size (default: {:g} {:g})".format(*defaults.local_size))
     parser.add_argument("--exposure", type=float, default=defaults.exposure, help="max |gain - 1| (default: %(default)s)")
     parser.add_argument("--noise", type=float, default=defaults.noise, help="max noise sigma (default: %(default)s)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into an output folder that already holds a data set, replacing its files")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -74,8 +78,18 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     params = params_from_args(args)
+    if args.source:
+        from pathlib import Path
+
+        from jdrl.errors import UsageError
+
+        out, source = Path(args.out).expanduser().resolve(), Path(args.source).expanduser().resolve()
+        if out == source or out.is_relative_to(source) or source.is_relative_to(out):
+            raise UsageError(f"-o {args.out}: the output must lie outside the source folder {args.source} "
+                             "(and not hold it)")
     sources = usable_sources(folder_sources(args.source) if args.source else default_sources(), params)
-    out = write_synthetic(args.out, args.n, params, args.seed, sources, progress=bar("synth", args.quiet))
+    out = write_synthetic(args.out, args.n, params, args.seed, sources, progress=bar("synth", args.quiet),
+                          overwrite=args.overwrite)
     print(f"wrote {args.n} pairs from {len(sources)} source image(s) to {out} in {time.perf_counter() - start:.1f} s")
     print(f"  {out}/blur  {out}/gt (misaligned)  {out}/aligned (truth)  {out}/flow (true flow, .npy)  "
           f"{out}/occlusion  {out}/meta.jsonl")

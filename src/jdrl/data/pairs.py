@@ -24,12 +24,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jdrl.errors import DatasetError, ImageReadError
+from jdrl.errors import DatasetError, ImageReadError, UsageError
 from jdrl.images import is_image_file, read_image_raw
 
 BLUR_NAMES = ("blur", "blurry", "blurred", "input", "inputs", "source", "lq", "degraded")
 SHARP_NAMES = ("gt", "sharp", "target", "groundtruth", "ground_truth", "hq", "clean", "label")
 DPDD_SPLITS = ("train", "val", "test")
+MIN_SCORED_SIDE = 7  # px: SSIM's 7x7 window; smaller images cannot be scored (checked up front by eval and train)
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,11 @@ def _images_by_stem(folder: Path, problems: list[Problem]) -> dict[str, Path]:
         return {}
     found: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
-        if not (path.is_file() and is_image_file(path)):
+        if not is_image_file(path):
+            continue
+        if not path.is_file():  # named like an image: a folder, a broken or looping link - never silently skipped
+            what = "a folder" if path.is_dir() else "a broken or looping link" if path.is_symlink() else "not a file"
+            problems.append(Problem(path, f"named like an image but is {what}"))
             continue
         if path.stem in found:
             problems.append(Problem(path, f"same name as {found[path.stem].name}; which one is meant?"))
@@ -167,7 +172,7 @@ def discover_pairs(
     root = Path(root)
     if blur_dir is not None or sharp_dir is not None:
         if blur_dir is None or sharp_dir is None:
-            raise ValueError("give both blur_dir and sharp_dir, or neither")
+            raise UsageError("give both --blur-dir and --sharp-dir (data.*.blur_dir and sharp_dir), or neither")
         layout = "folders"
     elif layout == "auto":
         layout = detect_layout(root)
@@ -175,7 +180,7 @@ def discover_pairs(
         pairs, problems = _csv_pairs(root)
     elif layout == "dpdd":
         if split not in DPDD_SPLITS:
-            raise ValueError(f"DPDD split must be one of {DPDD_SPLITS}, not {split!r}")
+            raise UsageError(f"DPDD split must be one of {DPDD_SPLITS}, not {split!r}")
         base = root / f"{split}_c"
         pairs, problems = match_folders(base / "source", base / "target")
     elif layout == "synthetic":
@@ -192,7 +197,7 @@ def discover_pairs(
             blur_dir, sharp_dir = guessed_blur, guessed_sharp
         pairs, problems = match_folders(_under(root, blur_dir), _under(root, sharp_dir))
     else:
-        raise ValueError(f"unknown layout {layout!r}; choose auto, csv, dpdd, synthetic, sdd, realdof or folders")
+        raise UsageError(f"unknown layout {layout!r}; choose auto, csv, dpdd, synthetic, sdd, realdof or folders")
     return PairSet(root=root, layout=layout, pairs=pairs, problems=problems)
 
 
@@ -217,6 +222,7 @@ def validate(
     min_size: int | None = None,
     workers: int | None = None,
     progress: Callable[[Iterable], Iterable] | None = None,
+    min_what: str = "crop",
 ) -> PairSet:
     """Decode every image once and record what is wrong, without raising.
 
@@ -245,7 +251,7 @@ def validate(
             continue
         height, width = probed[pair.blur]
         if min_size is not None and min(height, width) < min_size:
-            problems.append(Problem(pair.blur, f"{width}x{height} is smaller than the {min_size}px crop"))
+            problems.append(Problem(pair.blur, f"{width}x{height} is smaller than the {min_size}px {min_what}"))
             continue
         good.append(pair)
         sizes[pair.name] = (height, width)
@@ -262,13 +268,14 @@ def load_pairs(
     skip_bad: bool = False,
     progress: Callable[[Iterable], Iterable] | None = None,
     warn: Callable[[str], None] = print,
+    min_what: str = "crop",
 ) -> PairSet:
     """Discover and validate; raise one :class:`DatasetError` listing every problem.
 
     With ``skip_bad`` the bad pairs are dropped instead and ``warn`` is told how many.
     """
     discovered = discover_pairs(root, layout, split, blur_dir, sharp_dir)
-    checked = validate(discovered, min_size, progress=progress)
+    checked = validate(discovered, min_size, progress=progress, min_what=min_what)
     if checked.problems and not skip_bad:
         raise DatasetError(str(root), checked.problems, hint="fix these files, or pass --skip-bad to leave them out")
     if checked.problems:

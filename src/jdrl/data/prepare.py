@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from jdrl.data.pairs import PairSet
+from jdrl.errors import ConfigError, UsageError
 from jdrl.images import read_image_with_depth, write_image
 
 
@@ -28,6 +29,19 @@ class PatchSpec:
     patch: int = 512
     overlap: float = 0.6
     drop: float = 0.3  # fraction of least sharp patches dropped
+
+    def __post_init__(self) -> None:
+        import math
+
+        problems = []
+        if isinstance(self.patch, bool) or not isinstance(self.patch, int) or self.patch < 8:
+            problems.append(f"patch: {self.patch!r} must be a whole number >= 8")
+        for name in ("overlap", "drop"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 <= value < 1:
+                problems.append(f"{name}: {value!r} must be >= 0 and < 1")
+        if problems:
+            raise ConfigError("; ".join(problems))
 
     @property
     def stride(self) -> int:
@@ -54,6 +68,25 @@ def sharpness(patch: np.ndarray) -> float:
     return float(cv2.Laplacian(grey, cv2.CV_32F, ksize=3).var())
 
 
+def check_output(pair_set: PairSet, out_dir: str | os.PathLike, overwrite: bool = False) -> None:
+    """Refuse an output folder that is, or lies inside, the dataset read (or holds it), and - without
+    ``overwrite`` - one whose ``blur/`` or ``gt/`` already holds files (patches would mix with them)."""
+    out = Path(out_dir).expanduser().resolve()
+    root = Path(pair_set.root).expanduser().resolve()
+    inputs = {root if root.is_dir() else root.parent}
+    inputs |= {p.resolve().parent for pair in pair_set.pairs for p in (pair.blur, pair.sharp)}
+    for folder in sorted(inputs):
+        if out == folder or out.is_relative_to(folder) or folder.is_relative_to(out):
+            raise UsageError(f"-o {out_dir}: the output must lie outside the dataset it reads ({folder}); "
+                             "patches written there would become part of it")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"-o {out_dir} is a file, not a folder")
+    existing = [p for sub in ("blur", "gt") if (out / sub).is_dir() for p in (out / sub).iterdir()]
+    if existing and not overwrite:
+        raise UsageError(f"-o {out_dir} already holds {len(existing)} file(s) in blur/ or gt/ (e.g. {existing[0].name}); "
+                         "choose an empty folder, or pass --overwrite to write into it")
+
+
 @dataclass
 class PrepareReport:
     images: int
@@ -68,8 +101,14 @@ def prepare_patches(
     out_dir: str | os.PathLike,
     spec: PatchSpec = PatchSpec(),
     progress: Callable[[Iterable], Iterable] = lambda it: it,
+    overwrite: bool = False,
 ) -> PrepareReport:
-    """Write ``OUT/blur/NAME_yY_xX.png`` and ``OUT/gt/...`` for the kept patches."""
+    """Write ``OUT/blur/NAME_yY_xX.png`` and ``OUT/gt/...`` for the kept patches.
+
+    Refused (before anything is read): ``OUT`` inside the dataset or holding it, and - unless
+    ``overwrite`` - an ``OUT`` whose ``blur/`` or ``gt/`` already holds files (see :func:`check_output`).
+    """
+    check_output(pair_set, out_dir, overwrite)
     out = Path(out_dir)
     scores: list[tuple[float, int, int, int]] = []  # (sharpness, pair index, y, x)
     for index, pair in enumerate(progress(pair_set.pairs)):

@@ -600,6 +600,7 @@ def write_synthetic(
     sources: Sequence[tuple[str, np.ndarray]] | None = None,
     progress: Callable[[Iterable], Iterable] = lambda it: it,
     warn: Callable[[str], None] = print,
+    overwrite: bool = False,
 ) -> Path:
     """Write ``OUT/{blur,gt,aligned}/NNNNN.png``, ``OUT/flow/NNNNN.npy``, ``OUT/occlusion/NNNNN.png`` and
     ``OUT/meta.jsonl`` (one line per pair).
@@ -608,22 +609,41 @@ def write_synthetic(
     (``jdrl.flow.warp.warp(gt, flow) ~ aligned``; ``np.load``). ``occlusion/NNNNN.png``: 8-bit gray, 255 where
     no correct correspondence exists, 0 elsewhere. The same seed writes byte-identical files.
     """
+    from jdrl.atomic import atomic_write
+    from jdrl.config import validate
+    from jdrl.errors import ConfigError, UsageError
+
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"n: {n!r} pairs; give at least 1")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed: {seed!r} must be a whole number >= 0")
+    validate(params)
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} is a file, not a folder")
+    subs = ("blur", "gt", "aligned", "flow", "occlusion")
+    existing = [p for sub in subs if (out / sub).is_dir() for p in sorted((out / sub).iterdir())]
+    existing += [out / "meta.jsonl"] if (out / "meta.jsonl").exists() else []
+    if existing and not overwrite:
+        raise UsageError(f"{out} already holds a data set ({len(existing)} file(s), e.g. {existing[0]}); choose a "
+                         "new folder, or pass --overwrite to replace it")
     sources = usable_sources(sources if sources is not None else default_sources(), params, warn)
-    for sub in ("blur", "gt", "aligned", "flow", "occlusion"):
+    for sub in subs:
         (out / sub).mkdir(parents=True, exist_ok=True)
-    with open(out / "meta.jsonl", "w") as meta_file:
-        for index in progress(range(n)):
-            name, source = sources[index % len(sources)]
-            pair = make_pair(source, params, seed, index, name)
-            file = f"{index:05d}.png"
-            write_image(out / "blur" / file, pair.blur)
-            write_image(out / "gt" / file, pair.sharp)
-            write_image(out / "aligned" / file, pair.aligned)
-            write_flow(out / "flow" / f"{index:05d}.npy", pair.flow)
-            write_image(out / "occlusion" / file, pair.occlusion.astype(np.float32))
-            record = {"file": file, **pair.meta, "params": asdict(params)}
-            meta_file.write(json.dumps(record) + "\n")
+    meta_file = io.StringIO()  # meta.jsonl is written whole at the end (atomically): never a half list
+    for index in progress(range(n)):
+        name, source = sources[index % len(sources)]
+        pair = make_pair(source, params, seed, index, name)
+        file = f"{index:05d}.png"
+        write_image(out / "blur" / file, pair.blur)
+        write_image(out / "gt" / file, pair.sharp)
+        write_image(out / "aligned" / file, pair.aligned)
+        write_flow(out / "flow" / f"{index:05d}.npy", pair.flow)
+        write_image(out / "occlusion" / file, pair.occlusion.astype(np.float32))
+        record = {"file": file, **pair.meta, "params": asdict(params)}
+        meta_file.write(json.dumps(record) + "\n")
+    with atomic_write(out / "meta.jsonl") as handle:
+        handle.write(meta_file.getvalue().encode("utf-8"))
     return out
 
 

@@ -187,7 +187,7 @@ def crop_released(image: torch.Tensor, border: str) -> torch.Tensor:
     height, width = image.shape[-2:]
     new_h, new_w = height // multiple * multiple, width // multiple * multiple
     if new_h == 0 or new_w == 0:
-        raise ValueError(f"a {width}x{height} image is smaller than the {multiple}-px multiple of {border}")
+        raise ConfigError(f"a {width}x{height} image is smaller than the {multiple}-px multiple of {border}")
     top, left = (0, 0) if anchor == "top-left" else ((height - new_h) // 2, (width - new_w) // 2)
     return image[..., top : top + new_h, left : left + new_w]
 

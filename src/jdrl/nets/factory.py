@@ -153,11 +153,16 @@ def read_weights(
     else:
         data = read_checkpoint(checkpoint, map_location) if is_path else dict(checkpoint)
     if is_jdrl_checkpoint(data):
-        stored = data["net"]
+        stored = data.get("net")
+        if not (isinstance(stored, Mapping) and isinstance(stored.get("name"), str)
+                and isinstance(stored.get("state_dict"), Mapping)):
+            raise WeightsError(f"{where} is a jdrl checkpoint without a network (its 'net' entry is missing or "
+                               "incomplete): the file is damaged or was not written by jdrl")
         if name is not None and name != stored["name"]:
             raise WeightsError(f"{where} holds a {stored['name']!r} network, not {name!r}")
-        spec = NetSpec(stored["name"], {**stored.get("options", {}), **options}, "jdrl", where,
-                       data["progress"]["step"])
+        progress = data.get("progress") if isinstance(data.get("progress"), Mapping) else {}
+        spec = NetSpec(stored["name"], {**(stored.get("options") or {}), **options}, "jdrl", where,
+                       progress.get("step"))
         return LoadedWeights(spec, stored["state_dict"], data)
     for module_name in WEIGHT_FORMATS:
         weight_format = importlib.import_module(module_name)

@@ -72,6 +72,7 @@ from torch import nn
 
 from jdrl.errors import WeightsError
 from jdrl.nets import NETS, check_input_size
+from jdrl.nets.official import unwrap_state
 
 # The official configuration (configs/config_IFAN.py): conv kernel, base width, residual
 # units per resnet block in conv4_4/DME/F, IAC filter taps, IAC iterations, init gains.
@@ -338,19 +339,6 @@ def ifan(**options: Any) -> IFAN:
     return IFAN(**{**OFFICIAL_OPTIONS, **options})
 
 
-def _strip_prefixes(state: Mapping) -> dict:
-    stripped = {}
-    for key, value in state.items():
-        if not isinstance(key, str):
-            raise WeightsError(f"an IFAN state dict has string keys, got {key!r}")
-        for prefix in KEY_PREFIXES:
-            if key.startswith(prefix):
-                key = key[len(prefix):]
-                break
-        stripped[key] = value
-    return stripped
-
-
 def official_state_dict(checkpoint: Mapping) -> dict:
     """The bare ``Network`` state dict of an IFAN weight file (official ``IFAN.pytorch`` or the JDRL IFAN*).
 
@@ -359,26 +347,9 @@ def official_state_dict(checkpoint: Mapping) -> dict:
     and drops the training-only ``reblurNet.*`` keys. Raises
     :class:`~jdrl.errors.WeightsError` when the result does not look like IFAN.
     """
-    if not isinstance(checkpoint, Mapping):
-        raise WeightsError(f"an IFAN weight file holds a dict, got {type(checkpoint).__name__}")
-    state: Mapping = checkpoint
-    for key in CONTAINER_KEYS:
-        if isinstance(checkpoint.get(key), Mapping):
-            state = checkpoint[key]
-            break
-    stripped = _strip_prefixes(state)
-    bare = {k: v for k, v in stripped.items() if not k.startswith(TRAINING_ONLY_PREFIXES)}
-    missing = [key for key in SIGNATURE_KEYS if key not in bare]
-    if missing:
-        shown = ", ".join(map(str, list(state)[:5])) or "none"
-        raise WeightsError(
-            f"not an IFAN state dict: no {' / '.join(missing)} (expected keys like "
-            f"'module.Network.kconv1_1.0.weight' or 'kconv1_1.0.weight'; first keys: {shown})"
-        )
-    not_tensors = [k for k, v in bare.items() if not isinstance(v, torch.Tensor)]
-    if not_tensors:
-        raise WeightsError(f"IFAN state dict has non-tensor values under {not_tensors[:5]}")
-    return bare
+    return unwrap_state(checkpoint, "IFAN", SIGNATURE_KEYS, containers=CONTAINER_KEYS, prefixes=KEY_PREFIXES,
+                        drop=TRAINING_ONLY_PREFIXES,
+                        layout="keys like 'module.Network.kconv1_1.0.weight' or 'kconv1_1.0.weight'")
 
 
 def _count_units(state: Mapping, prefix: str) -> int:

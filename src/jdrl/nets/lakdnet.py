@@ -31,8 +31,6 @@ DPDD configuration, and kernel sizes must be odd.
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -42,8 +40,8 @@ from torch import nn
 
 from jdrl.errors import WeightsError
 from jdrl.nets import NETS, check_input_size
+from jdrl.nets.official import block_count, expansion_factor, unwrap_state
 from jdrl.nets.restormer import GDFN, ChannelLayerNorm, Downsample, Upsample
-from jdrl.weights import strip_prefix
 
 # Defocus.network_s of the official options/Test_configs.yml (test status 'train_on_dpdd_s'),
 # with the constructor defaults it relies on.
@@ -270,53 +268,9 @@ def lakdnet_large(**options: Any) -> LaKDNet:
 
 
 def official_state_dict(checkpoint: Mapping) -> dict:
-    """The bare state dict of an official LaKDNet weight file (a bare state dict already).
-
-    A ``{'params': ...}`` / ``{'state_dict': ...}`` wrapper and ``module.`` prefixes (a
-    re-saved DataParallel model) are removed too. Raises :class:`~jdrl.errors.WeightsError`
-    when the result does not look like a LaKDNet state dict.
-    """
-    if not isinstance(checkpoint, Mapping):
-        raise WeightsError(f"a LaKDNet weight file holds a dict, got {type(checkpoint).__name__}")
-    state: Mapping = checkpoint
-    for key in CONTAINER_KEYS:
-        if isinstance(checkpoint.get(key), Mapping):
-            state = checkpoint[key]
-            break
-    if not all(isinstance(key, str) for key in state):
-        raise WeightsError("not a LaKDNet state dict: its keys are not all strings")
-    state = strip_prefix(state, "module.")
-    missing = [key for key in SIGNATURE_KEYS if key not in state]
-    if missing:
-        shown = ", ".join(map(str, list(state)[:5])) or "none"
-        raise WeightsError(
-            f"not a LaKDNet state dict: no {' / '.join(missing)} "
-            f"(expected a bare state dict as the official code saves; first keys: {shown})"
-        )
-    not_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
-    if not_tensors:
-        raise WeightsError(f"LaKDNet state dict has non-tensor values under {not_tensors[:5]}")
-    return dict(state)
-
-
-def _block_count(state: Mapping, prefix: str) -> int:
-    pattern = re.compile(rf"^{re.escape(prefix)}\.(\d+)\.")
-    indices = {int(m.group(1)) for key in state if (m := pattern.match(key))}
-    return max(indices) + 1 if indices else 0
-
-
-def _expansion_factor(widths_and_hidden: list[tuple[int, int]]) -> float:
-    """The simplest factor ``f`` with ``int(width * f) == hidden`` for every (width, hidden) pair."""
-    default = DPDD_SMALL_OPTIONS["ffn_expansion_factor"]
-    if all(int(w * default) == h for w, h in widths_and_hidden):
-        return default
-    low = max(h / w for w, h in widths_and_hidden)
-    high = min((h + 1) / w for w, h in widths_and_hidden)
-    for decimals in range(7):
-        factor = math.ceil(low * 10**decimals) / 10**decimals
-        if factor < high and all(int(w * factor) == h for w, h in widths_and_hidden):
-            return factor
-    raise WeightsError(f"no ffn_expansion_factor fits the hidden widths {widths_and_hidden} (width, hidden)")
+    """The bare state dict of an official LaKDNet file (a bare state dict; wrappers and ``module.`` accepted)."""
+    return unwrap_state(checkpoint, "LaKDNet", SIGNATURE_KEYS, containers=CONTAINER_KEYS,
+                        layout="a bare state dict as the official code saves")
 
 
 def infer_options(state: Mapping) -> dict:
@@ -330,7 +284,7 @@ def infer_options(state: Mapping) -> dict:
         raise WeightsError(f"not a LaKDNet state dict: no {' / '.join(missing)}")
     embed = state["embed.weight"]
     dim = int(embed.shape[0])
-    num_blocks = [_block_count(state, level) for level in LEVELS]
+    num_blocks = [block_count(state, level) for level in LEVELS]
     if 0 in num_blocks:
         raise WeightsError(f"LaKDNet state dict has a level without blocks: num_blocks={num_blocks}")
     try:
@@ -347,7 +301,7 @@ def infer_options(state: Mapping) -> dict:
         "dim": dim,
         "num_blocks": num_blocks,
         "mix_kernel_size": kernels,
-        "ffn_expansion_factor": _expansion_factor(hidden),
+        "ffn_expansion_factor": expansion_factor(hidden, DPDD_SMALL_OPTIONS["ffn_expansion_factor"]),
         "bias": "embed.bias" in state,
         "LayerNorm_type": "WithBias" if "encoder_level1.0.norm1.body.bias" in state else "BiasFree",
         "dual_pixel_task": inp_channels != out_channels,

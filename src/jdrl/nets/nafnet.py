@@ -38,7 +38,7 @@ from torch import nn
 
 from jdrl.errors import WeightsError
 from jdrl.nets import NETS
-from jdrl.weights import strip_prefix
+from jdrl.nets.official import unwrap_state
 
 # Keys that identify a NAFNet state dict (any configuration with at least one level).
 SIGNATURE_KEYS = ("intro.weight", "ending.weight", "downs.0.weight")
@@ -308,25 +308,7 @@ def official_state_dict(checkpoint: Mapping) -> dict:
     preferred, as BasicSR's loader does. A leading ``module.`` is removed. A bare state dict
     is accepted too.
     """
-    if not isinstance(checkpoint, Mapping):
-        raise WeightsError(f"a NAFNet weight file holds a dict, got {type(checkpoint).__name__}")
-    state: Mapping = checkpoint
-    for key in ("params", "params_ema", "state_dict"):
-        if isinstance(checkpoint.get(key), Mapping):
-            state = checkpoint[key]
-            break
-    state = strip_prefix(state, "module.")
-    missing = [key for key in SIGNATURE_KEYS if key not in state]
-    if missing:
-        shown = ", ".join(sorted(map(str, state))[:5]) or "none"
-        raise WeightsError(
-            f"not a NAFNet weight file: no {', '.join(missing)} (expected {{'params': state_dict}} "
-            f"or a bare NAFNet state dict; first keys: {shown})"
-        )
-    bad = [key for key, value in state.items() if not isinstance(value, torch.Tensor)]
-    if bad:
-        raise WeightsError(f"not a NAFNet state dict: {', '.join(bad[:5])} are not tensors")
-    return dict(state)
+    return unwrap_state(checkpoint, "NAFNet", SIGNATURE_KEYS)
 
 
 def _block_counts(state: Mapping, prefix: str) -> dict[int, int]:

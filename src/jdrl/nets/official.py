@@ -13,11 +13,71 @@ weights cannot tell (NAFNet's TLC).
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
 from jdrl.errors import WeightsError
+
+BASICSR_CONTAINERS = ("params", "params_ema", "state_dict")  # BasicSR's save_network (and its EMA copy)
+
+
+def unwrap_state(
+    checkpoint: object,
+    network: str,
+    signature: Sequence[str],
+    *,
+    containers: Sequence[str] = BASICSR_CONTAINERS,
+    prefixes: Sequence[str] = ("module.",),
+    drop: Sequence[str] = (),
+    layout: str = "{'params': state_dict} or a bare state dict",
+) -> dict:
+    """The bare state dict of an official weight file: the first container found, one key prefix stripped,
+    keys starting with ``drop`` left out; a :class:`WeightsError` naming the layout when it does not fit."""
+    import torch
+
+    if not isinstance(checkpoint, Mapping):
+        raise WeightsError(f"a {network} weight file holds a dict, got {type(checkpoint).__name__}")
+    state: Mapping = next((checkpoint[k] for k in containers if isinstance(checkpoint.get(k), Mapping)), checkpoint)
+    if not all(isinstance(key, str) for key in state):
+        raise WeightsError(f"not a {network} state dict: its keys are not all strings")
+    bare = {}
+    for key, value in state.items():
+        prefix = next((p for p in prefixes if key.startswith(p)), "")
+        key = key[len(prefix):]
+        if not (drop and key.startswith(tuple(drop))):
+            bare[key] = value
+    missing = [key for key in signature if key not in bare]
+    if missing:
+        shown = ", ".join(map(str, list(state)[:5])) or "none"
+        raise WeightsError(f"not a {network} state dict: no {' / '.join(missing)} (expected {layout}; "
+                           f"first keys: {shown})")
+    not_tensors = [k for k, v in bare.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise WeightsError(f"{network} state dict has non-tensor values: {', '.join(not_tensors[:5])} are not tensors")
+    return bare
+
+
+def block_count(state: Mapping, prefix: str) -> int:
+    """How many numbered children ``prefix.0.``, ``prefix.1.``, ... a state dict has."""
+    pattern = re.compile(rf"^{re.escape(prefix)}\.(\d+)\.")
+    indices = {int(m.group(1)) for key in state if (m := pattern.match(key))}
+    return max(indices) + 1 if indices else 0
+
+
+def expansion_factor(widths_and_hidden: Sequence[tuple[int, int]], default: float) -> float:
+    """The simplest factor ``f`` with ``int(width * f) == hidden`` for every (width, hidden) pair."""
+    if all(int(w * default) == h for w, h in widths_and_hidden):
+        return default
+    low = max(h / w for w, h in widths_and_hidden)
+    high = min((h + 1) / w for w, h in widths_and_hidden)
+    for decimals in range(7):
+        factor = math.ceil(low * 10**decimals) / 10**decimals
+        if factor < high and all(int(w * factor) == h for w, h in widths_and_hidden):
+            return factor
+    raise WeightsError(f"no ffn_expansion_factor fits the hidden widths {list(widths_and_hidden)} (width, hidden)")
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,6 @@ configuration (26,126,644 parameters); options build smaller variants.
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,6 +28,7 @@ from torch import nn
 
 from jdrl.errors import WeightsError
 from jdrl.nets import NETS, check_input_size
+from jdrl.nets.official import block_count, expansion_factor, unwrap_state
 
 # network_g of Defocus_Deblurring/Options/DefocusDeblur_Single_8bit_Restormer.yml (= the official defaults).
 DEFOCUS_OPTIONS: dict[str, Any] = {
@@ -345,45 +344,7 @@ def official_state_dict(checkpoint: Mapping) -> dict:
     A bare state dict is accepted too. Raises :class:`~jdrl.errors.WeightsError` when the
     result does not look like a Restormer state dict.
     """
-    if not isinstance(checkpoint, Mapping):
-        raise WeightsError(f"a Restormer weight file holds a dict, got {type(checkpoint).__name__}")
-    state = checkpoint
-    for key in CONTAINER_KEYS:
-        if isinstance(checkpoint.get(key), Mapping):
-            state = checkpoint[key]
-            break
-    state = {k[len("module."):] if isinstance(k, str) and k.startswith("module.") else k: v for k, v in state.items()}
-    missing = [key for key in SIGNATURE_KEYS if key not in state]
-    if missing:
-        shown = ", ".join(map(str, list(state)[:5])) or "none"
-        raise WeightsError(
-            f"not a Restormer state dict: no {' / '.join(missing)} "
-            f"(expected {{'params': state_dict}} or a bare state dict; first keys: {shown})"
-        )
-    not_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
-    if not_tensors:
-        raise WeightsError(f"Restormer state dict has non-tensor values under {not_tensors[:5]}")
-    return state
-
-
-def _block_count(state: Mapping, prefix: str) -> int:
-    pattern = re.compile(rf"^{re.escape(prefix)}\.(\d+)\.")
-    indices = {int(m.group(1)) for key in state if (m := pattern.match(key))}
-    return max(indices) + 1 if indices else 0
-
-
-def _expansion_factor(widths_and_hidden: list[tuple[int, int]]) -> float:
-    """The simplest factor ``f`` with ``int(width * f) == hidden`` for every (width, hidden) pair."""
-    default = DEFOCUS_OPTIONS["ffn_expansion_factor"]
-    if all(int(w * default) == h for w, h in widths_and_hidden):
-        return default
-    low = max(h / w for w, h in widths_and_hidden)
-    high = min((h + 1) / w for w, h in widths_and_hidden)
-    for decimals in range(7):
-        factor = math.ceil(low * 10**decimals) / 10**decimals
-        if factor < high and all(int(w * factor) == h for w, h in widths_and_hidden):
-            return factor
-    raise WeightsError(f"no ffn_expansion_factor fits the hidden widths {widths_and_hidden} (width, hidden)")
+    return unwrap_state(checkpoint, "Restormer", SIGNATURE_KEYS, containers=CONTAINER_KEYS)
 
 
 def infer_options(state: Mapping) -> dict:
@@ -393,7 +354,7 @@ def infer_options(state: Mapping) -> dict:
         raise WeightsError(f"not a Restormer state dict: no {' / '.join(missing)}")
     embed = state["patch_embed.proj.weight"]
     dim = int(embed.shape[0])
-    num_blocks = [_block_count(state, level) for level in LEVELS]
+    num_blocks = [block_count(state, level) for level in LEVELS]
     if 0 in num_blocks:
         raise WeightsError(f"Restormer state dict has a level without blocks: num_blocks={num_blocks}")
     try:
@@ -408,9 +369,9 @@ def infer_options(state: Mapping) -> dict:
         "out_channels": int(state["output.weight"].shape[0]),
         "dim": dim,
         "num_blocks": num_blocks,
-        "num_refinement_blocks": _block_count(state, "refinement"),
+        "num_refinement_blocks": block_count(state, "refinement"),
         "heads": heads,
-        "ffn_expansion_factor": _expansion_factor(hidden),
+        "ffn_expansion_factor": expansion_factor(hidden, DEFOCUS_OPTIONS["ffn_expansion_factor"]),
         "bias": "encoder_level1.0.attn.qkv.bias" in state,
         "LayerNorm_type": "WithBias" if "encoder_level1.0.norm1.body.bias" in state else "BiasFree",
         "dual_pixel_task": "skip_conv.weight" in state,

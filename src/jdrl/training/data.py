@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from torch.utils.data import Dataset
 
 from jdrl.data.datasets import EpochSeeded, PairedImageDataset
-from jdrl.data.pairs import load_pairs
+from jdrl.data.pairs import MIN_SCORED_SIDE, load_pairs
 from jdrl.errors import ConfigError
 from jdrl.training.config import DataConfig, DataSource, SyntheticData
 
@@ -27,6 +27,11 @@ class AlignedTargets(EpochSeeded):
     def __getitem__(self, index: int) -> dict:
         sample = dict(self.dataset[index])
         sample["sharp"] = sample["aligned"]
+        # the target is now the truth itself: no motion to it, and every pixel has its correspondence
+        if sample.get("flow") is not None:
+            sample["flow"] = sample["flow"] * 0
+        if sample.get("occlusion") is not None:
+            sample["occlusion"] = sample["occlusion"] * 0
         return sample
 
 
@@ -57,12 +62,12 @@ def _synthetic(config: DataConfig, synthetic: SyntheticData) -> tuple[Dataset, D
 
 
 def _folder(source: DataSource, crop: int | None, augment: bool, seed: int, skip_bad: bool,
-            progress: Callable[[Iterable], Iterable] | None, what: str, crop_sampling: str = "uniform"
-            ) -> PairedImageDataset:
+            progress: Callable[[Iterable], Iterable] | None, what: str, crop_sampling: str = "uniform",
+            min_size: int | None = None, min_what: str = "crop") -> PairedImageDataset:
     if source.root is None:
         raise ConfigError(f"data.{what}.root is not set: give -o data.{what}.root=PATH (or use the 'synthetic' preset)")
     pairs = load_pairs(source.root, source.layout, source.split, source.blur_dir, source.sharp_dir,
-                       min_size=crop, skip_bad=skip_bad, progress=progress)
+                       min_size=min_size or crop, skip_bad=skip_bad, progress=progress, min_what=min_what)
     selected = pairs.pairs[: source.limit] if source.limit else pairs.pairs
     return PairedImageDataset(selected, crop=crop, augment=augment, seed=seed, crop_sampling=crop_sampling)
 
@@ -75,5 +80,9 @@ def build_datasets(config: DataConfig, seed: int, progress=None) -> tuple[Datase
                     config.crop_sampling)
     val = None
     if config.val is not None:
-        val = _folder(config.val, config.val_crop, False, seed, config.skip_bad, progress, "val")
+        # checked as fully as the training set before step 1: a validation image too small to score would
+        # otherwise stop the run at its first validation
+        val = _folder(config.val, config.val_crop, False, seed, config.skip_bad, progress, "val",
+                      min_size=max(config.val_crop or 0, MIN_SCORED_SIDE),
+                      min_what="validation minimum (val_crop, or SSIM's 7x7 window)")
     return train, val

@@ -503,6 +503,9 @@ class Trainer:
         data = read_checkpoint(path, map_location="cpu")
         if not is_jdrl_checkpoint(data):
             raise WeightsError(f"{path} is not a jdrl training checkpoint (use net.init for released weights)")
+        if not data.get("optimizer") or not data.get("progress"):
+            raise WeightsError(f"{path} holds a network but no training state (optimizer, progress) to resume; "
+                               "start from its weights with --init instead")
         load_strict(self.net, data["net"]["state_dict"], str(path))
         if self.loss.reblur is not None:
             if not data.get("reblur"):
