@@ -35,6 +35,7 @@ Groups (``--groups``):
 ``masks``      the calibration-mask modes paper and parametric (reference is JDRL's default)
 ``flows``      the training flow estimator spynet (needs ``--spynet-weights``; dis is JDRL's)
 ``cobi``       the CoBi objective (``loss.objective=cobi``, ``jdrl.cobi``)
+``ema``        JDRL with an exponential moving average of the weights (``run.ema_decay=0.999``) vs without
 ``kinds``      pixel, JDRL and #2-#6 (``--kind-ablations``) under each kind of the preset's misalignment alone
                (breathing, smooth warp, local motion + occlusion, photometric) and all combined
 ``strength``   pixel vs JDRL at the presets none / dpdd / sdd / hard
@@ -69,6 +70,7 @@ ABLATIONS = [
 ]
 MASKS = [Variant(f"mask {mode}", overrides=(f"loss.mask={mode}",)) for mode in ("paper", "parametric")]
 COBI = Variant("cobi", "cobi")
+EMA = Variant("jdrl + EMA 0.999", overrides=("run.ema_decay=0.999",))  # weight averaging (run.ema_decay)
 #: the SynthParams fields of each kind of misalignment (module docstring of jdrl.data.synthetic, 4-8)
 KINDS = {  # in the order they run: a stopped benchmark has the combined and the local kinds first
     "combined": None,  # every field of the preset
@@ -240,6 +242,8 @@ def _groups(args) -> list[tuple[str, str, SynthParams, list]]:
                         [None, JDRL, *flow_variants(args.spynet_weights)]))
         elif group == "cobi":
             out.append(("cobi", "CoBi objective vs pixel loss and JDRL", base, [None, PIXEL, JDRL, COBI]))
+        elif group == "ema":
+            out.append(("ema", "Weight averaging (EMA of the weights) vs plain JDRL", base, [None, JDRL, EMA]))
         elif group == "kinds":
             kind_rows = [None, PIXEL, JDRL, *[v for v in ABLATIONS if v.name.split()[0] in args.kind_ablations]]
             for kind in args.kinds:
