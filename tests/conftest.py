@@ -40,3 +40,21 @@ def textured_image(rng: np.random.Generator, height: int, width: int) -> np.ndar
     noise = rng.random((height // 4 + 1, width // 4 + 1, 3)).astype(np.float32)
     image = cv2.resize(noise, (width, height), interpolation=cv2.INTER_CUBIC)
     return np.clip(image, 0, 1)
+
+
+def backbone_rule_weights(keys, seed0: int, scale: float, offset_one_keys=()) -> dict[str, torch.Tensor]:
+    """Deterministic weights by the rule stated in ``backbone_vectors.pt`` (official state-dict order):
+    conv kernels ``randn * sqrt(1 / fan_in) * scale``, everything else ``randn * 0.01 + c`` (c = 1 for the
+    keys the official code initialises to one), each key from its own generator seeded ``seed0 + index``."""
+    import math
+
+    ones = set(offset_one_keys)
+    state = {}
+    for index, (key, shape) in enumerate(keys.items()):
+        generator = torch.Generator().manual_seed(seed0 + index)
+        if len(shape) == 4 and key.endswith("weight"):
+            fan_in = shape[1] * shape[2] * shape[3]
+            state[key] = torch.randn(shape, generator=generator) * math.sqrt(1.0 / fan_in) * scale
+        else:
+            state[key] = torch.randn(shape, generator=generator) * 0.01 + (1.0 if key in ones else 0.0)
+    return state

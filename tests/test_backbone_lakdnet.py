@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 import torch
@@ -21,6 +20,7 @@ from jdrl.nets.lakdnet import (
     lakdnet_large,
     official_state_dict,
 )
+from tests.conftest import backbone_rule_weights as rule_weights
 from tests.conftest import shared_path
 
 TINY = {"dim": 8, "num_blocks": (1, 1, 1, 1), "mix_kernel_size": (3, 3, 3, 3)}
@@ -28,20 +28,6 @@ TINY = {"dim": 8, "num_blocks": (1, 1, 1, 1), "mix_kernel_size": (3, 3, 3, 3)}
 
 def _json(options: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
-
-
-def rule_weights(keys: dict, seed0: int, scale: float, offset_one_keys: set[str]) -> dict[str, torch.Tensor]:
-    """Deterministic weights as described by ``backbone_vectors.pt``'s ``rule`` (official key order)."""
-    state = {}
-    for index, (key, shape) in enumerate(keys.items()):
-        generator = torch.Generator().manual_seed(seed0 + index)
-        if len(shape) == 4 and key.endswith("weight"):
-            fan_in = shape[1] * shape[2] * shape[3]
-            state[key] = torch.randn(shape, generator=generator) * math.sqrt(1.0 / fan_in) * scale
-        else:
-            offset = 1.0 if key in offset_one_keys else 0.0
-            state[key] = torch.randn(shape, generator=generator) * 0.01 + offset
-    return state
 
 
 @pytest.fixture(scope="module")

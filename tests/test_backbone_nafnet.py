@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Mapping
 
 import pytest
 import torch
@@ -21,24 +19,12 @@ from jdrl.nets.nafnet import (
     infer_options,
     official_state_dict,
 )
+from tests.conftest import backbone_rule_weights as rule_state
 from tests.conftest import shared_path
 
 NAMES = ("nafnet_w32", "nafnet_w64")
 TINY = {"width": 8, "enc_blk_nums": (1, 1, 1, 1), "middle_blk_num": 1, "dec_blk_nums": (1, 1, 1, 1)}
 ATOL, RTOL = 1e-5, 1e-4
-
-
-def rule_state(shapes: Mapping[str, list[int]], seed0: int, scale: float, offset_one_keys) -> dict:
-    """Deterministic weights by the rule of ``backbone_vectors.pt`` (official state-dict order)."""
-    ones = set(offset_one_keys)
-    state = {}
-    for i, (key, shape) in enumerate(shapes.items()):
-        g = torch.Generator().manual_seed(seed0 + i)
-        if len(shape) == 4 and key.endswith("weight"):
-            state[key] = torch.randn(shape, generator=g) * math.sqrt(1.0 / (shape[1] * shape[2] * shape[3])) * scale
-        else:
-            state[key] = torch.randn(shape, generator=g) * 0.01 + (1.0 if key in ones else 0.0)
-    return state
 
 
 def _ones_keys(keys) -> list[str]:

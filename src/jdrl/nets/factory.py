@@ -134,14 +134,17 @@ def read_weights(
     checkpoint: str | os.PathLike | Mapping,
     name: str | None = None,
     map_location: str | torch.device = "cpu",
+    *,
+    source: str | None = None,
     **options: Any,
 ) -> LoadedWeights:
-    """The network name, options and state dict held by a weight file (or an already loaded dict)."""
+    """The network name, options and state dict held by a weight file (or an already loaded dict, named
+    ``source`` in messages)."""
     from jdrl.checkpoint import is_jdrl_checkpoint, read_checkpoint
     from jdrl.hub import is_model_source, read_model
 
     is_path = not isinstance(checkpoint, Mapping)
-    where = str(checkpoint) if is_path else "the given checkpoint"
+    where = str(checkpoint) if is_path else (source or "the given checkpoint")
     if is_path and is_model_source(checkpoint):  # a model folder, a .safetensors file or hf:org/name (no pickle)
         model = read_model(checkpoint, map_location)
         if model.name is not None:

@@ -175,11 +175,16 @@ class Trainer:
 
     def _read_init(self):
         """``net.init``'s weights. The file's architecture wins over ``net.name`` (a preset's default) when it tells."""
+        from jdrl.hub import is_model_source
+
         config = self.config.net
+        if is_model_source(config.init):  # a model folder, .safetensors file or hf: id: read_weights reads it
+            return read_weights(config.init, None, **config.options)
+        data = read_checkpoint(config.init)  # read once; both attempts below use it
         try:
-            init = read_weights(config.init, None, **config.options)
+            init = read_weights(data, None, source=config.init, **config.options)
         except WeightsError:  # the file cannot tell: net.name picks the network (and names the keys that differ)
-            return read_weights(config.init, config.name, **config.options)
+            return read_weights(data, config.name, source=config.init, **config.options)
         if init.spec.name != config.name:
             self._notes.append(f"net.init {config.init} holds a {init.spec.name} network: training that "
                                f"(net.name={config.name} is not used)")
