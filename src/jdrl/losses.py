@@ -19,11 +19,17 @@ Every ablation of the paper (paper, Experiments; Table 4 for the ablations) is a
 (e.g. a network's auxiliary losses) are added by name: register a factory in
 :data:`LOSS_TERMS` and list it in ``JDRLConfig.terms`` (``-o loss.terms={name: weight}``),
 or call :meth:`JDRLLoss.add_term` in Python. Each term is logged under its name.
+
+A term whose ``needs_outputs`` attribute is true also sees the network's auxiliary outputs
+(:func:`jdrl.nets.training_outputs`: MPRNet's earlier stages, IFAN's filters): it is called
+``term(restored, blurry, sharp, outputs=..., stage=..., objective=...)`` with ``objective``
+this loss (so it can reuse :meth:`JDRLLoss.deblur_loss`), and ``forward`` then needs
+``outputs=``. The built-in ``stage_deblur`` is MPRNet's multi-stage supervision under JDRL.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -32,6 +38,7 @@ from torch import nn
 from torch.autograd.profiler import record_function
 
 from jdrl.config import POSITIVE, Range, ranged, validate
+from jdrl.errors import ConfigError
 from jdrl.flow import resolve_flow
 from jdrl.flow.mask import calibration_mask
 from jdrl.flow.warp import warp
@@ -41,9 +48,15 @@ from jdrl.registry import Registry
 STAGES = ("warmup", "full")
 # The parts the objective itself reports (each a column of log.csv), in log order.
 CORE_PARTS = ("deblur", "reblur", "deblur_fwd", "deblur_bwd", "mask_fwd", "mask_bwd")
-# Extra loss terms by name: ``factory(**options) -> term(restored, blurry, sharp) -> scalar tensor``.
+# Extra loss terms by name: ``factory(**options) -> term(restored, blurry, sharp) -> scalar tensor``; a term
+# with a true ``needs_outputs`` attribute is called with the keywords ``outputs``, ``stage`` and ``objective`` too.
 LOSS_TERMS: Registry = Registry("loss term")
-TermFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+TermFn = Callable[..., torch.Tensor]
+
+
+def needs_outputs(term: object) -> bool:
+    """Whether a loss term asks for the network's auxiliary outputs (its ``needs_outputs`` attribute)."""
+    return bool(getattr(term, "needs_outputs", False))
 
 
 def charbonnier(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
@@ -116,13 +129,18 @@ class JDRLLoss(nn.Module):
 
             self.cobi = CoBiLoss(**config.cobi_options)
         self._terms: dict[str, tuple[float, TermFn]] = {}
+        self._warmup_cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # within one forward
         for name, setting in config.terms.items():
             options = dict(setting) if isinstance(setting, dict) else {"weight": setting}
             weight = float(options.pop("weight", 1.0))
             self.add_term(name, LOSS_TERMS.get(name)(**options), weight)
 
     def add_term(self, name: str, term: TermFn, weight: float = 1.0) -> None:
-        """Add ``weight * term(restored, blurry, sharp)`` to the total at every stage; logged as ``name``."""
+        """Add ``weight * term(restored, blurry, sharp)`` to the total at every stage; logged as ``name``.
+
+        A term with ``needs_outputs = True`` is called with ``outputs=`` (the network's auxiliary
+        outputs), ``stage=`` and ``objective=`` (this loss) as keywords too.
+        """
         if name in CORE_PARTS or name == "total" or name in self._terms:
             raise ValueError(f"loss term {name!r} exists already")
         if isinstance(term, nn.Module):
@@ -132,6 +150,15 @@ class JDRLLoss(nn.Module):
     def part_names(self) -> tuple[str, ...]:
         """Every name the ``parts`` dict of :meth:`forward` can hold, in log order (``total`` first)."""
         return ("total", *CORE_PARTS, *self._terms)
+
+    @property
+    def output_terms(self) -> tuple[str, ...]:
+        """The terms that need the network's auxiliary outputs (then :meth:`forward` needs ``outputs=``)."""
+        return tuple(name for name, (_, term) in self._terms.items() if needs_outputs(term))
+
+    @property
+    def needs_outputs(self) -> bool:
+        return bool(self.output_terms)
 
     @property
     def flow(self):
@@ -147,44 +174,80 @@ class JDRLLoss(nn.Module):
         return calibration_mask(flow, self.config.mask, self.config.lam, **self.config.mask_options)
 
     def forward(
-        self, restored: torch.Tensor, blurry: torch.Tensor, sharp: torch.Tensor, stage: str = "full"
+        self,
+        restored: torch.Tensor,
+        blurry: torch.Tensor,
+        sharp: torch.Tensor,
+        stage: str = "full",
+        outputs: Mapping[str, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``outputs``: the network's auxiliary outputs (:func:`jdrl.nets.training_outputs`), needed only
+        when a term has ``needs_outputs``; ``restored`` is always what the network's ``forward`` returns."""
         if stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, not {stage!r}")
         with torch.autocast(device_type=restored.device.type, enabled=False):
             restored, blurry, sharp = restored.float(), blurry.float(), sharp.float()
-            if self.config.objective in ("pixel", "cobi"):
-                total = self._char(restored, sharp) if self.cobi is None else self.cobi(restored, sharp)
-                parts = {"total": total.detach(), "deblur": total.detach()}
-            elif stage == "warmup":
-                total, parts = self._warmup(restored, blurry, sharp)
-            else:
-                total, parts = self._full(restored, blurry, sharp)
-            return self._add_terms(total, parts, restored, blurry, sharp)
+            if outputs is not None:
+                outputs = {name: value.float() if value.is_floating_point() else value
+                           for name, value in outputs.items()}
+            try:
+                if self.config.objective in ("pixel", "cobi") or stage == "warmup":
+                    total = self.deblur_loss(restored, blurry, sharp, stage)
+                    parts = {"total": total.detach(), "deblur": total.detach()}
+                else:
+                    total, parts = self._full(restored, blurry, sharp)
+                return self._add_terms(total, parts, restored, blurry, sharp, stage, outputs)
+            finally:
+                self._warmup_cache = None
 
-    def _add_terms(self, total, parts, restored, blurry, sharp):
+    def deblur_loss(self, output: torch.Tensor, blurry: torch.Tensor, sharp: torch.Tensor,
+                    stage: str = "full") -> torch.Tensor:
+        """The objective's deblurring term (the part logged as ``deblur``) for any image of the restored scene.
+
+        ``jdrl``: at ``full``, the GT warped onto ``output`` by its own flow, calibration mask, both
+        directions with ``deform=cycle``; at ``warmup``, Charbonnier to the GT warped onto the input.
+        ``pixel``: Charbonnier to the raw GT; ``cobi``: CoBi to the raw GT. Used for the restored
+        image and, by ``stage_deblur``, for each auxiliary image.
+        """
+        if self.config.objective in ("pixel", "cobi"):
+            return self._char(output, sharp) if self.cobi is None else self.cobi(output, sharp)
+        if stage == "warmup":
+            return self._char(output, self._warmup_target(blurry, sharp))
+        return self._deblur_term(output, sharp, {})
+
+    def _add_terms(self, total, parts, restored, blurry, sharp, stage, outputs):
         for name, (weight, term) in self._terms.items():
-            value = term(restored, blurry, sharp)
+            if needs_outputs(term):
+                if outputs is None:
+                    raise ConfigError(
+                        f"loss term {name!r} needs the network's auxiliary outputs: call the loss with "
+                        "outputs=..., from (restored, outputs) = jdrl.nets.training_outputs(net, blurry)")
+                value = term(restored, blurry, sharp, outputs=outputs, stage=stage, objective=self)
+            else:
+                value = term(restored, blurry, sharp)
             total = total + weight * value
             parts[name] = value.detach()
         if self._terms:
             parts["total"] = total.detach()
         return total, parts
 
-    def _warmup(self, restored, blurry, sharp):
+    def _warmup_target(self, blurry: torch.Tensor, sharp: torch.Tensor) -> torch.Tensor:
+        """The warm-up target, the GT warped onto the input (computed once per :meth:`forward`)."""
         if self._flow is None:
-            target = sharp
-        else:
-            with record_function("jdrl.flow"):
-                flow = self._flow(blurry, sharp)
-            with record_function("jdrl.warp"):
-                target = self._warp(sharp, flow)
-        total = self._char(restored, target)
-        return total, {"total": total.detach(), "deblur": total.detach()}
+            return sharp
+        cached = self._warmup_cache
+        if cached is not None and cached[0] is blurry and cached[1] is sharp:
+            return cached[2]
+        with record_function("jdrl.flow"):
+            flow = self._flow(blurry, sharp)
+        with record_function("jdrl.warp"):
+            target = self._warp(sharp, flow)
+        self._warmup_cache = (blurry, sharp, target)
+        return target
 
     def _full(self, restored, blurry, sharp):
         parts: dict[str, torch.Tensor] = {}
-        deblur = self._deblur_term(restored, sharp, parts)
+        deblur = self._deblur_term(restored, sharp, parts)  # deblur_loss, keeping the direction parts
         total = deblur
         parts["deblur"] = deblur.detach()
         if self.reblur is not None and self.config.alpha:
@@ -225,3 +288,51 @@ class JDRLLoss(nn.Module):
     def reblurred(self, restored: torch.Tensor, blurry: torch.Tensor) -> torch.Tensor | None:
         """The reblurred output (for pictures), or ``None`` without a reblurring module."""
         return None if self.reblur is None else self.reblur(restored, blurry)
+
+
+@LOSS_TERMS.register("stage_deblur")
+class StageDeblur:
+    """``sum over the auxiliary images of JDRLLoss.deblur_loss(image, blurry, sharp, stage)``.
+
+    The objective's own deblurring term (misalignment-tolerant in ``jdrl`` mode: each image gets
+    its own flow and calibration mask; Charbonnier to the raw GT in ``pixel`` mode) applied to
+    every auxiliary image of the network (an auxiliary output with the restored image's shape,
+    :mod:`jdrl.nets`), e.g. MPRNet's stages 2 and 1: MPRNet's multi-stage supervision under JDRL.
+    ``-o "loss.terms={stage_deblur: 0.5}"``; ``{stage_deblur: {weight: 0.5, outputs: [stage2]}}``
+    supervises only the named ones. The reblurring term stays on the restored image only.
+    """
+
+    needs_outputs = True
+
+    def __init__(self, outputs: Sequence[str] | None = None):
+        if isinstance(outputs, str):
+            outputs = [outputs]
+        if outputs is not None and (not outputs or not all(isinstance(name, str) for name in outputs)):
+            raise ConfigError(f"loss.terms.stage_deblur.outputs must be a non-empty list of output names, "
+                              f"got {outputs!r}")
+        self.outputs = None if outputs is None else list(outputs)
+
+    def images(self, restored: torch.Tensor, outputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The auxiliary outputs this term supervises (by name), checked to be images of the restored scene."""
+        shapes = ", ".join(f"{name} {tuple(value.shape)}" for name, value in outputs.items()) or "none"
+        if self.outputs is not None:
+            unknown = [name for name in self.outputs if name not in outputs]
+            if unknown:
+                raise ConfigError(f"loss term 'stage_deblur': the network has no auxiliary output {unknown} "
+                                  f"(it has: {shapes})")
+            chosen = {name: outputs[name] for name in self.outputs}
+        else:
+            chosen = {name: value for name, value in outputs.items() if value.shape == restored.shape}
+        wrong = [name for name, value in chosen.items() if value.shape != restored.shape]
+        if not chosen or wrong:
+            raise ConfigError(
+                f"loss term 'stage_deblur' supervises auxiliary images of the restored scene (shape "
+                f"{tuple(restored.shape)}, like the restored image); the network's auxiliary outputs are: "
+                f"{shapes}")
+        return chosen
+
+    def __call__(self, restored: torch.Tensor, blurry: torch.Tensor, sharp: torch.Tensor, *,
+                 outputs: Mapping[str, torch.Tensor], stage: str, objective: JDRLLoss) -> torch.Tensor:
+        images = self.images(restored, outputs)
+        return sum((objective.deblur_loss(image, blurry, sharp, stage) for image in images.values()),
+                   start=restored.new_zeros(()))

@@ -31,7 +31,8 @@ returns the official dict's single-image entries: ``result`` and ``Filter`` (the
 filters, which the official training returns for the re-blurring loss), plus ``DM``, the
 disparity map estimate ``(B, 1, H/8, W/8)`` (computed but not returned by the official
 forward). The official training-only entries ``f_R_w`` / ``f_L`` need the two
-dual-pixel views and the DPD warp, and are not provided.
+dual-pixel views and the DPD warp, and are not provided. :meth:`IFAN.training_outputs` offers
+``Filter`` and ``DM`` to loss terms as auxiliary outputs (the :mod:`jdrl.nets` protocol).
 
 **Released weight files** (:data:`RELEASED_FILES`):
 
@@ -300,6 +301,15 @@ class IFAN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The restored RGB image: clipped to [0, 1] in eval mode, unclipped in train mode."""
         return self.forward_outputs(x)["result"]
+
+    def training_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{'restored': result (what forward returns), 'Filter', 'DM'}`` from one pass (see :mod:`jdrl.nets`).
+
+        IFAN has no auxiliary image of the restored scene: ``Filter`` and ``DM`` are its IAC filters
+        and 1/8-resolution disparity map, for loss terms that know IFAN (``stage_deblur`` refuses them).
+        """
+        outputs = self.forward_outputs(x)
+        return {"restored": outputs["result"], "Filter": outputs["Filter"], "DM": outputs["DM"]}
 
     def forward_outputs(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
         """``{'result', 'Filter', 'DM'}``: the image (clipped only in eval mode), the IAC filters

@@ -292,6 +292,15 @@ class MPRNet(nn.Module):
         """The final (stage-3) restored image."""
         return self.forward_stages(x)[0]
 
+    def training_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{'restored': stage 3 (what forward returns), 'stage2', 'stage1'}`` from one pass.
+
+        The earlier stages are the auxiliary images MPRNet's own training supervises; under JDRL
+        the loss term ``stage_deblur`` does (README, "Loss terms"). See :mod:`jdrl.nets`.
+        """
+        stage3, stage2, stage1 = self.forward_stages(x)
+        return {"restored": stage3, "stage2": stage2, "stage1": stage1}
+
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         """``[stage3, stage2, stage1]`` images, as the official network returns them (for the multi-stage loss)."""
         check_input_size(x, self.size_multiple, "mprnet")

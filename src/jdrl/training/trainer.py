@@ -18,8 +18,9 @@ import contextlib
 import math
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -40,7 +41,8 @@ from jdrl.config import to_dict, validate
 from jdrl.data.datasets import stack_samples
 from jdrl.errors import ConfigError, TrainingError, TrainingInterrupted, WeightsError
 from jdrl.losses import JDRLLoss
-from jdrl.nets.factory import NetSpec, build_registered, read_weights
+from jdrl.nets import has_training_outputs, split_training_outputs
+from jdrl.nets.factory import NetSpec, build_registered, describe, read_weights
 from jdrl.runtime import amp_dtype, versions
 from jdrl.seeds import Stream, stream_seed
 from jdrl.training import distributed
@@ -62,24 +64,42 @@ from jdrl.weights import load_strict
 # Files that say a folder holds a training run (never overwritten without asking).
 RUN_FILES = ("last.pt", "best.pt", "log.csv", "val.csv", "train.log", "config.yaml")
 class Objective(nn.Module):
-    """Network + loss in one module, so DDP sees every trained parameter in one forward."""
+    """Network + loss in one module, so DDP sees every trained parameter in one forward.
 
-    def __init__(self, net: nn.Module, loss: JDRLLoss, compile_net: bool = False):
+    The loss sees the network's ``forward`` output; only when a loss term needs auxiliary outputs
+    (``loss.needs_outputs``, e.g. ``stage_deblur``) is ``net.training_outputs`` called instead
+    (:mod:`jdrl.nets`: one pass, the same restored image plus the auxiliary outputs).
+    """
+
+    def __init__(self, net: nn.Module, loss: JDRLLoss, compile_net: bool = False, net_name: str | None = None):
         super().__init__()
         self.net, self.loss = net, loss
+        self.net_name = net_name or describe(net).name
+        self._aux = loss.needs_outputs
+        if self._aux and not has_training_outputs(net):
+            raise ConfigError(
+                f"loss.terms {list(loss.output_terms)} need the network's auxiliary outputs, and network "
+                f"{self.net_name!r} has none (no training_outputs(x) method, README 'Any network of yours'; "
+                "mprnet offers its earlier stages)")
+        run: Callable[[torch.Tensor], Any] = net.training_outputs if self._aux else net  # type: ignore[assignment]
         # run.compile: the network's forward compiled (torch.compile); its parameters stay self.net's
-        self._forward = torch.compile(net) if compile_net else net
+        self._forward = torch.compile(run) if compile_net else run
 
     def forward(self, blur: torch.Tensor, sharp: torch.Tensor, stage: str, frozen: bool, amp: torch.dtype | None):
         with torch.autocast(device_type=blur.device.type, dtype=amp, enabled=amp is not None):
             with record_function("jdrl.network"):
                 if frozen:
                     with torch.no_grad():
-                        restored = self._forward(blur)
+                        result = self._forward(blur)
                 else:
-                    restored = self._forward(blur)
-        total, parts = self.loss(restored, blur, sharp, stage=stage)
-        return total, parts
+                    result = self._forward(blur)
+        if not self._aux:
+            return self.loss(result, blur, sharp, stage=stage)
+        restored, outputs = split_training_outputs(result, self.net_name)
+        try:
+            return self.loss(restored, blur, sharp, stage=stage, outputs=outputs)
+        except ConfigError as error:  # a term refusing these outputs: say which network gave them
+            raise ConfigError(f"network {self.net_name!r}: {error}") from None
 
 
 class Trainer:
@@ -157,7 +177,7 @@ class Trainer:
         if config.run.channels_last and self.device.type == "cuda":
             self.net.to(memory_format=torch.channels_last)
         self.ema = WeightEMA(self.net, config.run.ema_decay) if config.run.ema_decay else None
-        self.objective: nn.Module = Objective(self.net, self.loss)
+        self.objective: nn.Module = Objective(self.net, self.loss, net_name=self.net_spec.name)
         if self.dist.enabled:
             self.objective = nn.parallel.DistributedDataParallel(
                 self.objective,
