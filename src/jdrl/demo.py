@@ -55,6 +55,7 @@ class DemoSettings:
     train_pairs: int = 96
     eval_pairs: int = 12
     lr: float = 5e-4
+    decay: str = "step"  # "step": a constant learning rate here; "cosine": down to 0 over the steps
     warmup: int = 100  # steps of the released warm-up stage (JDRL variants)
     # the pairs: 128 px, blur up to 8 px, the realistic SDD-like misalignment (global zoom + shift, focus
     # breathing, a smooth warp, two moving (occluding) regions and photometric differences of the GT)
@@ -119,7 +120,7 @@ def variant_config(settings: DemoSettings, variant: Variant) -> TrainConfig:
         net=NetConfig(settings.net, options),
         data=DataConfig(crop=settings.crop, batch_size=settings.batch),
         loss=JDRLConfig(objective=variant.objective, flow=settings.flow, reblur_features=settings.reblur_features),
-        optim=OptimConfig(lr=settings.lr, decay_every=NEVER),
+        optim=OptimConfig(lr=settings.lr, decay=settings.decay, decay_every=NEVER),
         schedule=ScheduleConfig(unit="step", total=settings.steps,
                                 warmup=settings.warmup if variant.objective == "jdrl" else 0,
                                 save_every=settings.steps, val_every=every,

@@ -70,6 +70,10 @@ class OptimConfig:
     weight_decay: float = ranged(0.0)
     decay_every: int = ranged(60, AT_LEAST_ONE)  # halve (x decay_factor) the learning rate every N units
     decay_factor: float = ranged(0.5, Range(gt=0, le=1))
+    #: "step": x decay_factor every decay_every units (the released code); "cosine": from lr down to min_lr over
+    #: schedule.total units (the NAFNet / Restormer recipes), decay_every/decay_factor unused
+    decay: Literal["step", "cosine"] = "step"
+    min_lr: float = ranged(0.0, Range(ge=0, le=10))
     reblur_only_lr: float | None = ranged(None, Range(ge=0, le=10))  # lr of the reblur-only phase (default: lr)
     grad_clip: float | None = ranged(None, POSITIVE)  # max gradient norm (None: no clipping)
 

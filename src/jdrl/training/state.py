@@ -7,6 +7,7 @@ people reading the file.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 
@@ -68,17 +69,25 @@ class RunState:
 
 
 def learning_rate(config: TrainConfig, position: int, reblur_only: bool) -> float:
-    """``lr * decay_factor ** (position // decay_every)``; the reblur-only phase may have its own."""
+    """The learning rate at ``position`` (in schedule units); the reblur-only phase may have its own.
+
+    ``step``: ``lr * decay_factor ** (position // decay_every)``. ``cosine``:
+    ``min_lr + (lr - min_lr) * (1 + cos(pi * position / total)) / 2``, ``min_lr`` from ``total`` on.
+    """
     optim = config.optim
     if reblur_only and optim.reblur_only_lr is not None:
         return optim.reblur_only_lr
+    if optim.decay == "cosine":
+        fraction = min(position / max(config.schedule.total, 1), 1.0)
+        return optim.min_lr + (optim.lr - optim.min_lr) * (1.0 + math.cos(math.pi * fraction)) / 2.0
     return optim.lr * optim.decay_factor ** (position // max(optim.decay_every, 1))
 
 
 def scheduler_record(config: TrainConfig, lr: float) -> dict:
     """The learning rate now and the rule that gives it (for people reading a checkpoint)."""
-    return {"lr": lr, "unit": config.schedule.unit, "decay_every": config.optim.decay_every,
-            "decay_factor": config.optim.decay_factor, "reblur_only": config.schedule.reblur_only}
+    return {"lr": lr, "unit": config.schedule.unit, "decay": config.optim.decay,
+            "decay_every": config.optim.decay_every, "decay_factor": config.optim.decay_factor,
+            "min_lr": config.optim.min_lr, "total": config.schedule.total, "reblur_only": config.schedule.reblur_only}
 
 
 def capture_rng() -> dict:

@@ -7,7 +7,8 @@ together, as released. Stages by schedule position ``p`` (epochs or steps):
 * ``p < warmup``: the released warm-up (GT warped onto the *input*, plain Charbonnier);
 * otherwise the full JDRL objective.
 
-The learning rate is ``lr * decay_factor ** (p // decay_every)``. What a run writes
+The learning rate is ``lr * decay_factor ** (p // decay_every)`` or a cosine to ``min_lr``
+(:func:`jdrl.training.state.learning_rate`). What a run writes
 besides checkpoints is :mod:`jdrl.training.runlog`; what it needs to resume is
 :mod:`jdrl.training.state`; the checkpoint layout is :mod:`jdrl.checkpoint`.
 """
