@@ -10,7 +10,8 @@ Per network (random weights; speed does not depend on them), each measurement in
 * seconds per training step at ``--crop`` (batch 1) with the pixel loss and with JDRL (full objective,
   DIS flow), and their ratio;
 * peak resident memory of ``jdrl.deblurring.deblur_files`` on a 4096x2160 photo with ``--tile auto``
-  (512 px tiles, 256 px overlap on the CPU), stopped after ``--rss-tiles`` tiles: every tile repeats the
+  (the network's tile hint, ``jdrl.nets.tiling``; 512 px tiles and 256 px overlap on the CPU before
+  hints existed), stopped after ``--rss-tiles`` tiles: every tile repeats the
   same work, and the image, its padded copy and the output accumulator are allocated before the first tile,
   so the peak is reached by then (the whole run would take up to hours per network on 2 cores).
 """

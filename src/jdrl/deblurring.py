@@ -19,13 +19,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jdrl.errors import DatasetError
+from jdrl.nets.tiling import FALLBACK
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from jdrl.nets.tiling import TileHint
+
 GLOB_CHARACTERS = frozenset("*?[")
-DEFAULT_OVERLAP = 256  # the paper's UNet sees +-112 px: 2 * 112 + the 32 px cross-fade gives whole-image output
+# The overlap of a network without a tile hint: the paper's UNet sees +-112 px, 2 * 112 + the 32 px cross-fade
+# gives whole-image output. Networks with a hint (jdrl.nets.tiling) get their own.
+DEFAULT_OVERLAP = FALLBACK.overlap
 
 
 @dataclass(frozen=True)
@@ -130,18 +135,22 @@ def output_bit_depth(input_depth: int, forced: int | None) -> int:
     return 8 if input_depth == 8 else 16
 
 
-def resolve_overlap(tile: int | str | None, overlap: int | None, device_type: str = "cpu") -> int:
-    """``overlap``, or its default (256 px, at most half the tile); refuses one not below the tile.
+def resolve_overlap(
+    tile: int | str | None, overlap: int | None, device_type: str = "cpu", hint: TileHint | None = None
+) -> int:
+    """``overlap``, or the network's (``hint.overlap``, at most half the tile); refuses one not below the tile.
 
-    With ``tile="auto"`` the tile that large images get on ``device_type`` is the limit,
-    so the check happens before any image runs rather than in the middle of a run.
+    ``hint`` is the network's :class:`~jdrl.nets.tiling.TileHint` (``None``: the fallback,
+    256 px overlap, 512 px tiles on the CPU). With ``tile="auto"`` the tile that large
+    images get on ``device_type`` is the limit, so the check happens before any image
+    runs rather than in the middle of a run.
     """
     from jdrl.errors import ConfigError
-    from jdrl.inference import AUTO_TILE_SIDE
 
-    largest = AUTO_TILE_SIDE.get(device_type, AUTO_TILE_SIDE["cpu"]) if tile == "auto" else tile
+    hint = hint or FALLBACK
+    largest = hint.tile_for(device_type) if tile == "auto" else tile
     if overlap is None:
-        return min(DEFAULT_OVERLAP, largest // 2) if isinstance(largest, int) else DEFAULT_OVERLAP
+        return min(hint.overlap, largest // 2) if isinstance(largest, int) else hint.overlap
     if overlap < 0:
         raise ConfigError(f"overlap must be >= 0, got {overlap}")
     if isinstance(largest, int) and overlap >= largest:
@@ -161,13 +170,15 @@ def deblur_file(net: nn.Module, job: Job, *, tile: int | str | None = "auto", ov
     """Read, deblur and write one image (raising on an unreadable input or an unwritable output)."""
     from jdrl.images import read_image_with_depth, write_image
     from jdrl.inference import deblur_image, resolve_tile
+    from jdrl.nets.tiling import tile_hint
     from jdrl.progress import bar
     from jdrl.runtime import net_device
 
     device = net_device(net)
+    hint = tile_hint(net)
     image, depth = read_image_with_depth(job.source)
-    side = resolve_tile(tile, image.shape[0], image.shape[1], device)
-    overlap = resolve_overlap(tile, overlap, device.type)
+    side = resolve_tile(tile, image.shape[0], image.shape[1], device, hint)
+    overlap = resolve_overlap(tile, overlap, device.type, hint)
     result = deblur_image(net, image, tile=side, overlap=overlap, amp=amp,
                           progress=bar(f"tiles of {job.source.name}", quiet or side is None))
     del image
@@ -188,20 +199,22 @@ def deblur_files(
 ) -> DeblurReport:
     """Deblur every image named by ``inputs`` into ``out_dir`` with ``net`` (on its own device).
 
-    ``tile``: ``"auto"`` (whole up to 2 MP, else 512 px tiles on the CPU / 1024 on CUDA),
-    a side in pixels, or ``None`` (whole). ``overlap`` defaults to 256 px (at most half
-    the tile). Returns the files written and every input that was not deblurred, with
+    ``tile``: ``"auto"`` (the network's tile hint, :func:`jdrl.nets.tiling.tile_hint`:
+    whole up to its pixel limit, else its tile side; without a hint 2 MP and 512 px on
+    the CPU / 1024 on CUDA), a side in pixels, or ``None`` (whole). ``overlap`` defaults
+    to the hint's (256 px without one; at most half the tile). Returns the files written and every input that was not deblurred, with
     the reason; raises :class:`~jdrl.errors.DatasetError` before any work when two
     inputs would write the same file.
     """
     import torch
 
+    from jdrl.nets.tiling import tile_hint
     from jdrl.progress import progress
     from jdrl.runtime import net_device
 
     out_dir = Path(out_dir).expanduser()
     device = net_device(net)
-    overlap = resolve_overlap(tile, overlap, device.type)
+    overlap = resolve_overlap(tile, overlap, device.type, tile_hint(net))
     sources, failures = expand_inputs(inputs)
     jobs, refused = plan_jobs(sources, out_dir, overwrite)
     report = DeblurReport(failures=failures + refused)

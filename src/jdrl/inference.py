@@ -14,7 +14,9 @@ last tile of a row/column is snapped to the border. A tile output therefore
 differs from the whole-image output only through missing context, and not at all
 once every kept pixel is a receptive field away from an inner tile edge: for the
 paper's UNet (receptive field +-112 px) an overlap of 256 gives the whole-image
-result to float rounding, while small overlaps trade exactness for speed.
+result to float rounding, while small overlaps trade exactness for speed. How much
+overlap and which tile side suit a network is its :class:`~jdrl.nets.tiling.TileHint`
+(``--tile auto`` and ``jdrl deblur``'s default overlap use it).
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from jdrl.nets.tiling import FALLBACK, TileHint, tile_hint
 from jdrl.runtime import amp_dtype, net_device
 
-AUTO_TILE_MAX_PIXELS = 2_000_000  # "--tile auto" runs images up to 2 MP whole
-AUTO_TILE_SIDE = {"cpu": 512, "cuda": 1024}
+# What "--tile auto" does for a network without a tile hint (jdrl.nets.tiling.FALLBACK).
+AUTO_TILE_MAX_PIXELS = FALLBACK.max_whole_pixels  # images up to 2 MP run whole
+AUTO_TILE_SIDE = {"cpu": FALLBACK.tile_for("cpu"), "cuda": FALLBACK.tile_for("cuda")}
 BLEND_WIDTH = 32  # pixels over which neighbouring tiles cross-fade
 Progress = Callable[[Iterable], Iterable]  # wraps an iterable, e.g. in a progress bar
 
@@ -46,18 +50,23 @@ def pad_to_multiple(image: torch.Tensor, multiple: int, mode: str = "reflect") -
     return image, (height, width)
 
 
-def resolve_tile(tile: int | str | None, height: int, width: int, device: str | torch.device = "cpu") -> int | None:
+def resolve_tile(
+    tile: int | str | None, height: int, width: int, device: str | torch.device = "cpu", hint: TileHint | None = None
+) -> int | None:
     """The tile side to use: ``None`` (whole image), an int, or ``"auto"``.
 
-    ``"auto"`` runs images of at most 2 MP whole and larger ones in tiles of 512
-    (CPU) or 1024 (CUDA), which keeps peak memory at a few GB for any image.
+    ``"auto"`` follows the network's ``hint`` (:func:`jdrl.nets.tiling.tile_hint`): images
+    of at most ``hint.max_whole_pixels`` run whole, larger ones in tiles of ``hint.tile``
+    (CPU; twice that on CUDA), which keeps peak memory at a few GB for any image. Without
+    a hint: 2 MP whole, else 512 (CPU) or 1024 (CUDA).
     """
     if tile is None:
         return None
     if tile == "auto":
-        if height * width <= AUTO_TILE_MAX_PIXELS:
+        hint = hint or FALLBACK
+        if height * width <= hint.max_whole_pixels:
             return None
-        return AUTO_TILE_SIDE.get(torch.device(device).type, AUTO_TILE_SIDE["cpu"])
+        return hint.tile_for(torch.device(device).type)
     tile = int(tile)
     if tile <= 0:
         raise ValueError(f"tile must be positive, got {tile}")
@@ -167,7 +176,7 @@ def _deblur_tiled(
 def deblur_tensor(
     net: nn.Module,
     image: torch.Tensor,
-    tile: int | None = None,
+    tile: int | str | None = None,
     overlap: int = 32,
     amp: str | None = None,
     *,
@@ -177,8 +186,8 @@ def deblur_tensor(
 
     The network runs on its own device; the result is on ``image``'s device. With
     ``tile=None``, or an image that fits in one tile, the whole image runs at once.
-    Otherwise tiles of ``tile`` pixels (rounded up to ``net.size_multiple``)
-    overlapping by at least ``overlap`` pixels are blended, so peak memory is set by
+    Otherwise tiles of ``tile`` pixels (``"auto"``: see :func:`resolve_tile`; rounded up
+    to ``net.size_multiple``) overlapping by at least ``overlap`` pixels are blended, so peak memory is set by
     the tile. ``amp`` is ``None``, ``"bf16"`` or ``"fp16"`` (autocast, CUDA only;
     ignored on the CPU). ``progress`` wraps the list of tiles (e.g. a progress bar).
     """
@@ -186,14 +195,15 @@ def deblur_tensor(
         raise ValueError(f"overlap must be >= 0, got {overlap}")
     multiple = getattr(net, "size_multiple", 1)
     padded, (height, width) = pad_to_multiple(image, multiple)
-    if tile is not None:
-        tile = math.ceil(resolve_tile(tile, height, width, net_device(net)) / multiple) * multiple
-        if overlap >= tile:
-            raise ValueError(f"overlap ({overlap}) must be smaller than the tile ({tile})")
-    if tile is None or max(padded.shape[-2:]) <= tile:
+    side = None if tile is None else resolve_tile(tile, height, width, net_device(net), tile_hint(net))
+    if side is not None:
+        side = math.ceil(side / multiple) * multiple
+        if overlap >= side:
+            raise ValueError(f"overlap ({overlap}) must be smaller than the tile ({side})")
+    if side is None or max(padded.shape[-2:]) <= side:
         output = _forward(net, padded, amp).to(image.device)
     else:
-        output = _deblur_tiled(net, padded, tile, overlap, amp, progress)
+        output = _deblur_tiled(net, padded, side, overlap, amp, progress)
     return output[..., :height, :width].clamp_(0, 1)
 
 
@@ -211,14 +221,15 @@ def deblur_image(
 
     ``device=None`` runs on the network's device; another device moves the network
     there (``nn.Module.to`` works in place). ``tile`` may also be ``"auto"`` (see
-    :func:`resolve_tile`); ``progress`` wraps the list of tiles. The image itself
-    stays in CPU memory when tiled, so only tiles occupy the accelerator.
+    :func:`resolve_tile`; the network's tile hint decides); ``progress`` wraps the list
+    of tiles. The image itself stays in CPU memory when tiled, so only tiles occupy the
+    accelerator.
     """
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
     if device is not None and torch.device(device) != net_device(net):
         net.to(device)
-    tile = resolve_tile(tile, image.shape[0], image.shape[1], net_device(net))
+    tile = resolve_tile(tile, image.shape[0], image.shape[1], net_device(net), tile_hint(net))
     tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))[None]
     output = deblur_tensor(net, tensor, tile=tile, overlap=overlap, amp=amp, progress=progress)
     return np.ascontiguousarray(output[0].cpu().numpy().transpose(1, 2, 0))

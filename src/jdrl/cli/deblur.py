@@ -8,7 +8,6 @@ import sys
 import time
 
 from jdrl.cli.arguments import add_max_pixels, apply_max_pixels
-from jdrl.deblurring import DEFAULT_OVERLAP
 
 HELP = "deblur images of any size with a trained checkpoint (tiled, 8/16-bit PNG out)"
 
@@ -47,14 +46,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--tile",
         type=tile_argument,
         default="auto",
-        help="run in overlapping tiles of this side (bounded memory); 'auto' (default): whole up to 2 MP, "
-        "else 512 on the CPU / 1024 on CUDA",
+        help="run in overlapping tiles of this side (bounded memory); 'auto' (default): sized to the network "
+        "(jdrl nets lists it; e.g. the paper's UNet runs whole up to 2 MP, else in tiles of 512 on the CPU / "
+        "1024 on CUDA)",
     )
     parser.add_argument(
         "--overlap",
         type=non_negative,
-        help=f"pixels shared by neighbouring tiles; {DEFAULT_OVERLAP} reproduces the whole-image output of the "
-        f"paper's UNet, smaller is faster but can leave faint seams (default: {DEFAULT_OVERLAP}, at most half the tile)",
+        help="pixels shared by neighbouring tiles; smaller is faster but can leave faint seams (default: the "
+        "network's, at most half the tile: what reproduces its whole-image output, e.g. 256 for the paper's UNet; "
+        "256 for a network that states none)",
     )
     parser.add_argument("--bit-depth", type=int, choices=(8, 16), help="output bit depth (default: that of each input)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files (default: refuse)")
@@ -74,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     apply_max_pixels(args)  # an image over the limit is listed as not deblurred; the others still run
     device = choose_device(args.device)
-    resolve_overlap(args.tile, args.overlap, device.type)  # a bad --overlap fails before the network loads
+    if args.tile != "auto":  # a bad --overlap fails before the network loads (with 'auto' the network sizes the tile)
+        resolve_overlap(args.tile, args.overlap, device.type)
     net = create_net(args.net, checkpoint=args.checkpoint).to(device)
     if device.type == "cuda":
         net.to(memory_format=torch.channels_last)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "list the deblurring networks: parameters, MACs at 256x256, input size multiple"
+HELP = "list the deblurring networks: parameters, MACs at 256x256, input size multiple, tiling of jdrl deblur"
 MACS_SIDE = 256  # px: the image side at which MACs are counted
 
 
@@ -31,11 +31,14 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from jdrl.nets import count_parameters, create_net, net_names
+    from jdrl.nets.tiling import tile_hint
 
-    print(f"{'name':<16} {'parameters':>12} {'GMACs@256²':>11}   input H, W multiple of")
+    print(f"{'name':<16} {'parameters':>12} {'GMACs@256²':>11}   {'multiple of':<12} deblur tile / overlap (CPU)")
     for name in net_names():
         with torch.device("meta"):  # shapes only: no memory and no initialisation cost
             net = create_net(name).eval()
         macs = "" if args.no_macs else f"{count_macs(net) / 1e9:.1f}"
-        print(f"{name:<16} {count_parameters(net):>12,} {macs:>11}   {net.size_multiple}")
+        hint = tile_hint(net)
+        print(f"{name:<16} {count_parameters(net):>12,} {macs:>11}   {net.size_multiple:<12} "
+              f"{hint.tile} / {hint.overlap}")
     return 0

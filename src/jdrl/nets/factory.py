@@ -89,8 +89,13 @@ def _import_factory(spec: str) -> Callable[..., Any]:
 
 
 def check_contract(net: Any, name: str) -> nn.Module:
-    """A network jdrl can train: an ``nn.Module`` with an int ``size_multiple`` >= 1 (README, "Any network")."""
+    """A network jdrl can train: an ``nn.Module`` with an int ``size_multiple`` >= 1 (README, "Any network").
+
+    An optional ``tile_hint`` (how ``jdrl deblur`` tiles it, :mod:`jdrl.nets.tiling`) must be well-formed.
+    """
     from torch import nn
+
+    from jdrl.nets.tiling import as_hint
 
     if not isinstance(net, nn.Module):
         raise ConfigError(f"network {name!r} built a {type(net).__name__}, not a torch.nn.Module")
@@ -98,6 +103,8 @@ def check_contract(net: Any, name: str) -> nn.Module:
     if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
         raise ConfigError(f"network {name!r}: needs an int attribute size_multiple >= 1 (the factor H and W must be "
                           f"multiples of; 1 if any size works), got {multiple!r}")
+    if getattr(net, "tile_hint", None) is not None:
+        as_hint(net.tile_hint, f"network {name!r}: tile_hint")
     return net
 
 
