@@ -121,7 +121,9 @@ def png_claiming(width: int, height: int) -> bytes:
 
 def write(path: Path, image: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    assert cv2.imwrite(str(path), image), path
+    # uncompressed float TIFF: OpenCV <= 4.12 writes 3-channel float with lossy SGILOG (NaN becomes 0)
+    lossless = [cv2.IMWRITE_TIFF_COMPRESSION, 1] if path.suffix == ".tif" and image.dtype.kind == "f" else []
+    assert cv2.imwrite(str(path), image, lossless), path
     return path
 
 

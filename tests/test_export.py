@@ -11,7 +11,7 @@ import torch
 from jdrl.checkpoint import network_checkpoint, write_checkpoint
 from jdrl.cli import main
 from jdrl.errors import ConfigError
-from jdrl.export import ExportVerificationError, export_onnx, verify_onnx
+from jdrl.export import ExportVerificationError, dynamo_unavailable, export_onnx, verify_onnx
 from jdrl.nets import create_net
 
 onnx = pytest.importorskip("onnx")
@@ -138,8 +138,8 @@ def exporter_of(path) -> str:
 
 @pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
 def test_each_exporter_is_verified_with_dynamic_sizes(tmp_path, exporter):
-    if exporter == "dynamo":
-        pytest.importorskip("onnxscript")
+    if exporter == "dynamo" and (reason := dynamo_unavailable()):
+        pytest.skip(reason)  # onnxscript missing, or torch < 2.5
     net, path = tiny_unet(), tmp_path / "net.onnx"
     result = export_onnx(net, path, height=32, width=32, exporter=exporter)
     assert result.exporter == exporter and result.fallback_reason is None

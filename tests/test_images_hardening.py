@@ -74,7 +74,9 @@ def pil_bytes(image: Image.Image, fmt: str, **options) -> bytes:
 
 
 def cv_bytes(ext: str, array: np.ndarray) -> bytes:
-    ok, encoded = cv2.imencode(ext, array)
+    # uncompressed float TIFF: OpenCV <= 4.12 writes 3-channel float with lossy SGILOG (NaN becomes 0)
+    lossless = [cv2.IMWRITE_TIFF_COMPRESSION, 1] if ext in (".tif", ".tiff") and array.dtype.kind == "f" else []
+    ok, encoded = cv2.imencode(ext, array, lossless)
     assert ok
     return encoded.tobytes()
 

@@ -124,7 +124,8 @@ def test_strip_is_labelled_and_small():
     panels = {"input": np.random.default_rng(0).random((3, 600, 900)), "mask": np.ones((3, 600, 900))}
     strip = make_strip({k: torch.from_numpy(v).float() for k, v in panels.items()}, max_side=384)
     assert strip.dtype == np.uint8 and strip.shape[0] <= 384 + 22 and strip.shape[1] == 2 * 384 + 4
-    assert strip[:22, :384].max() == 255 and strip[:22, :384].min() == 0  # white text on a black band
+    # white text on a black band (anti-aliased: OpenCV 4.12 draws this label's brightest pixel at 253)
+    assert strip[:22, :384].max() >= 250 and strip[:22, :384].min() == 0
 
 
 def test_html_report_structure(results, tmp_path):

@@ -128,7 +128,7 @@ def _quiet_loggers():
 def _write_torchscript(net: nn.Module, path: Path, height: int, width: int, opset: int) -> None:
     """``torch.onnx.export`` with the TorchScript exporter (no extra dependencies, dynamic axes)."""
     example = torch.rand(1, 3, height, width, device=net_device(net))
-    # torch < 2.5 has no ``dynamo`` argument (and only this exporter); later versions default to dynamo
+    # ``dynamo`` is off by default in torch 2.4 (the floor), on by default in recent versions: say it
     choice: dict[str, Any] = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
     with _quiet(), torch.no_grad():
         torch.onnx.export(
@@ -170,8 +170,10 @@ def _write_dynamo(net: nn.Module, path: Path, height: int, width: int, opset: in
 
 def dynamo_unavailable() -> str | None:
     """Why the dynamo exporter cannot run here (``None`` when it can)."""
-    if "dynamo" not in inspect.signature(torch.onnx.export).parameters:
-        return f"torch {torch.__version__} has no dynamo exporter"
+    # torch 2.4 has a ``dynamo`` argument, but its exporter (torch.onnx.dynamo_export) takes no
+    # ``dynamic_shapes``: the torch.export-based exporter used here needs torch 2.5
+    if "dynamic_shapes" not in inspect.signature(torch.onnx.export).parameters:
+        return f"torch {torch.__version__} has no torch.export-based ONNX exporter (torch >= 2.5)"
     if importlib.util.find_spec("onnxscript") is None:
         return f"onnxscript is not installed ({INSTALL_HINT})"
     return None
