@@ -1,5 +1,6 @@
 """EMA of the weights (run.ema_decay): kept in checkpoints, resumed bit-exactly, validated, exported."""
 
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -92,3 +93,22 @@ def test_resuming_a_checkpoint_without_an_average_starts_one(tmp_path, fake_eval
     train("pixel", TINY + ["schedule.total=3"], run_dir=tmp_path, resume="auto", quiet=True)
     assert read_checkpoint(tmp_path / "last.pt")["ema"]["updates"] == 1
     assert "keeps no weight average" in (tmp_path / "train.log").read_text()
+
+
+def test_the_decay_ramps_up_so_a_short_run_is_not_its_initial_weights():
+    from jdrl.training.trainer import WeightEMA
+
+    net = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(net.weight)
+    ramped, plain = WeightEMA(net, 0.999), WeightEMA(net, 0.999, warmup=False)
+    assert ramped.current_decay() == pytest.approx(2 / 11)
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    for _ in range(500):
+        ramped.update(net)
+        plain.update(net)
+    initial_share = math.prod((1 + k) / (10 + k) for k in range(1, 501))  # of the zero start, after the ramp
+    assert ramped.state["weight"].item() == pytest.approx(1 - initial_share)
+    assert ramped.state["weight"].item() > 0.999
+    assert plain.state["weight"].item() == pytest.approx(1 - 0.999 ** 500, rel=1e-4)  # 0.39: mostly the start
+    assert ramped.current_decay() == pytest.approx(502 / 511)

@@ -109,6 +109,9 @@ class RunConfig:
     # exponential moving average of the network's weights (parameters and buffers), updated after every
     # optimizer step: e.g. 0.999; None = off. Validation and the exported RUN/model/ use the average.
     ema_decay: float | None = ranged(None, Range(gt=0, lt=1))
+    # the average's decay ramps up as min(ema_decay, (1 + n) / (10 + n)) after n updates (TensorFlow's
+    # num_updates rule), so a short run's average is not dominated by the initial weights; false: ema_decay always
+    ema_warmup: bool = True
     # experiment loggers (all get the same scalars and validation images): tensorboard, wandb, mlflow
     loggers: list[str] = field(default_factory=lambda: ["tensorboard"])
 

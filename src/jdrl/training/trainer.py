@@ -177,7 +177,7 @@ class Trainer:
         self.loss.to(self.device)
         if config.run.channels_last and self.device.type == "cuda":
             self.net.to(memory_format=torch.channels_last)
-        self.ema = WeightEMA(self.net, config.run.ema_decay) if config.run.ema_decay else None
+        self.ema = WeightEMA(self.net, config.run.ema_decay, config.run.ema_warmup) if config.run.ema_decay else None
         self.objective: nn.Module = Objective(self.net, self.loss, net_name=self.net_spec.name)
         if self.dist.enabled:
             self.objective = nn.parallel.DistributedDataParallel(
@@ -545,7 +545,7 @@ class Trainer:
             if data.get("ema"):
                 self.ema.load(data["ema"], f"{path} (ema)")
             else:
-                self.ema = WeightEMA(self.net, self.config.run.ema_decay)
+                self.ema = WeightEMA(self.net, self.config.run.ema_decay, self.config.run.ema_warmup)
                 self._notes.append(f"{path} keeps no weight average: run.ema_decay starts it from the loaded weights")
         if self.dist.world == 1:  # per-rank generators differ; a multi-process resume re-seeds them
             restore_rng(data["rng"])
@@ -594,19 +594,29 @@ MODEL_DIR = "model"  # RUN/model/: the run's result as a shareable folder (jdrl.
 
 class WeightEMA:
     """Exponential moving average of a network's state (parameters and buffers): after each optimizer step,
-    ``average = decay * average + (1 - decay) * current`` for floating-point entries; others are copied."""
+    ``average = d * average + (1 - d) * current`` for floating-point entries; others are copied.
 
-    def __init__(self, net: nn.Module, decay: float):
-        self.decay, self.updates = float(decay), 0
+    ``d`` is ``decay``, or with ``warmup`` ``min(decay, (1 + n) / (10 + n))`` at the n-th update: with 0.999
+    the initial weights would otherwise still hold 0.999 ** 500 = 61 % of the average after 500 steps."""
+
+    def __init__(self, net: nn.Module, decay: float, warmup: bool = True):
+        self.decay, self.warmup, self.updates = float(decay), bool(warmup), 0
         self.state = {key: value.detach().clone() for key, value in net.state_dict().items()}
+
+    def current_decay(self) -> float:
+        """The decay of the next update."""
+        if not self.warmup:
+            return self.decay
+        return min(self.decay, (1.0 + self.updates + 1) / (10.0 + self.updates + 1))
 
     @torch.no_grad()
     def update(self, net: nn.Module) -> None:
+        decay = self.current_decay()
         self.updates += 1
         for key, value in net.state_dict().items():
             average = self.state[key]
             if average.is_floating_point():
-                average.lerp_(value.detach(), 1.0 - self.decay)
+                average.lerp_(value.detach(), 1.0 - decay)
             else:
                 average.copy_(value)
 
