@@ -11,7 +11,7 @@ TINY_NAF = {"width": 4, "enc_blk_nums": [1, 1], "dec_blk_nums": [1, 1], "middle_
 def tiny_settings(**more):
     from jdrl.data.synthetic import SynthParams
 
-    return {**dict(steps=3, width=0.0625, crop=32, batch=2, train_pairs=4, eval_pairs=2, warmup=1, reblur_features=4,
+    return {**dict(steps=3, width=0.0625, net_options=dict(TINY_NAF), crop=32, batch=2, train_pairs=4, eval_pairs=2, warmup=1, reblur_features=4,
                    val_every=2, synth=SynthParams.with_misalignment("sdd", size=64, r_max=2.0, exposure=0.02,
                                                                     noise=0.005)), **more}
 
@@ -49,14 +49,21 @@ def test_the_demo_trains_the_network_it_is_given(tmp_path, monkeypatch):
     from jdrl import demo
 
     original = demo.DemoSettings
-    monkeypatch.setattr(demo, "DemoSettings", lambda **kw: original(**{**kw, **tiny_settings(val_every=0)}))
-    assert main(["demo", "--out", str(tmp_path), "--quiet", "--net", "nafnet_w32",
-                 "--net-options", json.dumps(TINY_NAF)]) == 0
+    monkeypatch.setattr(demo, "DemoSettings", lambda **kw: original(**{**tiny_settings(val_every=0), **kw}))
+    assert main(["demo", "--out", str(tmp_path), "--quiet", "--net", "unet", "--width", "0.0625"]) == 0
     settings = json.loads((tmp_path / "settings.json").read_text())
-    assert settings["net"] == "nafnet_w32" and settings["net_options"] == TINY_NAF
+    assert settings["net"] == "unet" and settings["net_options"] == {}
     config = (tmp_path / "runs" / "jdrl" / "config.yaml").read_text()
-    assert "nafnet_w32" in config
+    assert "name: unet" in config and "width: 0.0625" in config
     assert not (tmp_path / "runs" / "jdrl" / "val.csv").exists() and not (tmp_path / "validation.png").exists()
+
+
+def test_the_demo_defaults_to_the_narrow_nafnet_with_a_cosine_decay():
+    from jdrl.demo import DEMO_NAFNET, JDRL, DemoSettings, variant_config
+
+    config = variant_config(DemoSettings(), JDRL)
+    assert config.net.name == "nafnet_w32" and dict(config.net.options) == DEMO_NAFNET
+    assert (config.optim.lr, config.optim.decay, config.schedule.total) == (2e-3, "cosine", 400)
 
 
 def test_variant_config_passes_the_network_and_its_options():
