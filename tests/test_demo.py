@@ -128,3 +128,19 @@ def test_the_mask_kept_fraction_is_not_a_loss_and_runs_share_a_validation_plot(t
     path = plot_validation({"a": tmp_path / "a", "b": tmp_path / "b", "none": tmp_path / "missing"},
                            tmp_path / "val.png", baseline={"psnr_aligned": 25.0})
     assert path.is_file() and path.stat().st_size > 1000
+
+
+def test_a_variant_with_weight_averaging_is_scored_by_its_average(tmp_path):
+    import torch
+
+    from jdrl.checkpoint import read_checkpoint
+    from jdrl.demo import DemoSettings, Variant, make_datasets, train_variant
+
+    settings = DemoSettings(**tiny_settings(val_every=0, warmup=0))
+    train_set, _ = make_datasets(settings)
+    net = train_variant(settings, Variant("ema", "pixel", ("run.ema_decay=0.5",)), train_set, tmp_path, quiet=True)
+    checkpoint = read_checkpoint(tmp_path / "last.pt")
+    averaged, trained = checkpoint["ema"]["state_dict"], checkpoint["net"]["state_dict"]
+    state = net.state_dict()
+    assert all(torch.equal(state[key], averaged[key].float()) for key in state)
+    assert any(not torch.equal(state[key], trained[key]) for key in state)

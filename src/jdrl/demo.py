@@ -137,7 +137,8 @@ def variant_config(settings: DemoSettings, variant: Variant) -> TrainConfig:
 
 def train_variant(settings: DemoSettings, variant: Variant, train_set, run_dir: Path, quiet: bool,
                   val_set=None) -> torch.nn.Module:
-    """Train one variant from scratch and return its network (eval mode); the last weights, never a "best".
+    """Train one variant from scratch and return the run's result (``RUN/model/``, eval mode): the last weights,
+    never a "best", and their exponential moving average when the variant sets ``run.ema_decay``.
 
     ``val_set`` (with ``settings.val_every > 0``) is scored every ``val_every`` steps into ``RUN/val.csv``."""
     from jdrl.nets import create_net
@@ -148,7 +149,7 @@ def train_variant(settings: DemoSettings, variant: Variant, train_set, run_dir: 
     val = val_set if settings.val_every > 0 else None
     folder = train(variant_config(settings, variant), run_dir=run_dir, datasets=(data, val), quiet=quiet,
                    overwrite=True)
-    return create_net(checkpoint=folder / "last.pt", map_location=settings.device)
+    return create_net(checkpoint=folder / "model", map_location=settings.device)
 
 
 def run_variants(
