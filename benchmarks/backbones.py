@@ -161,7 +161,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as folder:
                 rss = run_child(["--rss-tiles", str(args.rss_tiles), "--child", "rss", name, folder])
         if "error" in speed:
-            cells = [f"error: {speed['error']}"] + [""] * 4
+            cells = [f"error: {speed['error']}"] + [""] * 3
         else:
             ratio = speed["step_jdrl_s"] / speed["step_pixel_s"]
             cells = [f"{speed['deblur_512_s']:.2f}", f"{speed['step_pixel_s']:.2f}", f"{speed['step_jdrl_s']:.2f}",
