@@ -445,6 +445,8 @@ CASES += [
          "--overlap", "-1"),
     case("deblur-overlap-ge-tile", "deblur {W}/img/ok.png -o {T}/d --checkpoint {W}/ck/good.pt --tile 32 "
          "--overlap 32", "--overlap", "32"),
+    case("deblur-overlap-ge-auto-tile", "deblur {W}/img/ok.png -o {T}/d --checkpoint {W}/ck/good.pt "
+         "--overlap 100000", "--overlap", "100000"),
     case("deblur-bit-depth-12", "deblur {W}/img/ok.png -o {T}/d --checkpoint {W}/ck/good.pt --bit-depth 12",
          "--bit-depth", "12"),
     case("deblur-device-nope", "deblur {W}/img/ok.png -o {T}/d --checkpoint {W}/ck/good.pt --device nope", "nope"),
@@ -649,10 +651,11 @@ CASES += [
     case("demo-seed-word", "demo --seed x --out {T}/demo", "--seed", "x"),
     case("demo-steps-word", "demo --steps many --out {T}/demo", "--steps", "many"),
     case("demo-unknown-option", "demo --bogus", "--bogus"),
+    case("demo-width-without-unet", "demo --width 0.5 --out {T}/demo", "--width", "--net unet"),
     case("top-unknown-command", "bogus", "bogus"),
 ]
 for id_, argv in (("steps-0", "--steps 0"), ("steps-neg", "--steps -5"), ("batch-0", "--batch 0"),
-                  ("width-0", "--width 0"), ("width-nan", "--width nan")):
+                  ("width-0", "--net unet --width 0"), ("width-nan", "--net unet --width nan")):
     CASES.append(pytest.param(Case(f"demo-{id_}", f"demo {argv} --out {{T}}/demo", ()), id=f"demo-{id_}"))
 
 

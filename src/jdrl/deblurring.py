@@ -28,9 +28,6 @@ if TYPE_CHECKING:
     from jdrl.nets.tiling import TileHint
 
 GLOB_CHARACTERS = frozenset("*?[")
-# The overlap of a network without a tile hint: the paper's UNet sees +-112 px, 2 * 112 + the 32 px cross-fade
-# gives whole-image output. Networks with a hint (jdrl.nets.tiling) get their own.
-DEFAULT_OVERLAP = FALLBACK.overlap
 
 
 @dataclass(frozen=True)

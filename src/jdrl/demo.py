@@ -1,7 +1,7 @@
 """``jdrl demo`` and the misalignment benchmark: JDRL's effect, measured against the truth.
 
 Synthetic misaligned defocus pairs are made from sharp photos (some photos
-only for training, others held out), the same small UNet is trained with the
+only for training, others held out), the same small network is trained with the
 same seed, data and number of steps under each *variant* (plain pixel loss,
 JDRL, an ablation, the pixel loss on perfectly aligned pairs -- the "oracle"
 upper bound, ...), and every model is scored on the held-out pairs against the

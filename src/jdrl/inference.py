@@ -32,9 +32,6 @@ from torch import nn
 from jdrl.nets.tiling import FALLBACK, TileHint, tile_hint
 from jdrl.runtime import amp_dtype, net_device
 
-# What "--tile auto" does for a network without a tile hint (jdrl.nets.tiling.FALLBACK).
-AUTO_TILE_MAX_PIXELS = FALLBACK.max_whole_pixels  # images up to 2 MP run whole
-AUTO_TILE_SIDE = {"cpu": FALLBACK.tile_for("cpu"), "cuda": FALLBACK.tile_for("cuda")}
 BLEND_WIDTH = 32  # pixels over which neighbouring tiles cross-fade
 Progress = Callable[[Iterable], Iterable]  # wraps an iterable, e.g. in a progress bar
 

@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--net", default=defaults.net, help="the network, any of `jdrl nets` (default: %(default)s)")
     parser.add_argument("--net-options", type=_json_dict, default=None, metavar="JSON",
                         help="the network's options as JSON (default: the demo's for its network)")
-    parser.add_argument("--width", type=positive_finite, default=defaults.width, help="UNet width multiplier (default: %(default)s)")
+    parser.add_argument("--width", type=positive_finite, default=None,
+                        help=f"UNet width multiplier, with --net unet (default: {defaults.width})")
     parser.add_argument("--lr", type=positive_finite, default=defaults.lr, help="learning rate (default: %(default)s)")
     parser.add_argument("--val-every", type=int_in(0), default=defaults.val_every,
                         help="score the held-out pairs every N steps, for the report's curves; 0: only at the end "
@@ -45,11 +46,17 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from jdrl.demo import DemoSettings, markdown, run_demo
+    from jdrl.errors import UsageError
 
+    if args.width is not None and args.net != "unet":
+        raise UsageError(f"--width is the UNet's width multiplier; the network is {args.net} "
+                         "(add --net unet, or give its options with --net-options)")
     start = time.perf_counter()
-    chosen = dict(steps=args.steps, width=args.width, batch=args.batch, device=args.device, oracle=args.oracle,
+    defaults = DemoSettings()
+    width = defaults.width if args.width is None else args.width
+    chosen = dict(steps=args.steps, width=width, batch=args.batch, device=args.device, oracle=args.oracle,
                   seed=args.seed, lr=args.lr, val_every=args.val_every)
-    if args.net != DemoSettings().net or args.net_options is not None:
+    if args.net != defaults.net or args.net_options is not None:
         # another network starts from its own defaults (net_options={}) unless options are given
         chosen.update(net=args.net, net_options=args.net_options or {})
     settings = DemoSettings(**chosen)
