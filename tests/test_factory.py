@@ -15,7 +15,7 @@ import torch
 
 from jdrl.checkpoint import network_checkpoint, write_checkpoint
 from jdrl.cli import main
-from jdrl.errors import ConfigError, WeightsError
+from jdrl.errors import ConfigError, UntrustedCodeError, WeightsError
 from jdrl.losses import LOSS_TERMS, JDRLConfig, JDRLLoss
 from jdrl.nets import create_net, describe, net_names
 from jdrl.training import train
@@ -133,8 +133,11 @@ def test_a_network_from_a_file_of_the_users_trains_from_the_cli(user_package, tm
                  "data.synthetic={train: 4, val: 1, size: 48, holdout: 0}"]:
         args += ["-o", item]
     assert main(args) == 0
-    net = create_net(checkpoint=run / "last.pt")
-    assert type(net).__name__ == "MyNet" and net.body[0].out_channels == 6
+    with pytest.raises(UntrustedCodeError, match="userpkg.models:MyNet.*--trust-code"):
+        create_net(checkpoint=run / "last.pt")  # the file names code: not imported without consent
+    for net in (create_net(checkpoint=run / "last.pt", trust_code=True),
+                create_net("userpkg.models:MyNet", checkpoint=run / "last.pt")):  # consent, or the name typed
+        assert type(net).__name__ == "MyNet" and net.body[0].out_channels == 6
 
 
 @pytest.mark.parametrize("spec, message", [

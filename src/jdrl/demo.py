@@ -149,7 +149,8 @@ def train_variant(settings: DemoSettings, variant: Variant, train_set, run_dir: 
     val = val_set if settings.val_every > 0 else None
     folder = train(variant_config(settings, variant), run_dir=run_dir, datasets=(data, val), quiet=quiet,
                    overwrite=True)
-    return create_net(checkpoint=folder / "model", map_location=settings.device)
+    # the name the user chose (a package.module:Class one included) is what the run's own model folder holds
+    return create_net(settings.net, checkpoint=folder / "model", map_location=settings.device)
 
 
 def run_variants(

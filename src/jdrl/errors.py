@@ -36,6 +36,11 @@ class WeightsError(JDRLError, ValueError):
     """A weight file is missing or does not fit the model; the message says which keys/shapes."""
 
 
+class UntrustedCodeError(JDRLError, ValueError):
+    """A file (checkpoint, model folder, Hub repository, config) names code to import (``package.module:Class``)
+    and the user did not pass the explicit trust flag; nothing was imported or called."""
+
+
 class UnknownNameError(JDRLError, KeyError):
     """A registry lookup failed; the message lists the valid names."""
 

@@ -325,22 +325,21 @@ class FolderExport:
         return f"{self.tensors} tensors{' (EMA weights)' if self.ema else ''}; {check}"
 
 
-def load_export_net(checkpoint, name: str | None = None, ema: bool = True) -> tuple[nn.Module, bool]:
+def load_export_net(checkpoint, name: str | None = None, ema: bool = True, trust_code: bool = False
+                    ) -> tuple[nn.Module, bool]:
     """The network of ``checkpoint`` to export: its EMA weights when the checkpoint keeps them (and ``ema``).
 
-    Returns ``(net, used_ema)``; ``net.jdrl_spec`` says where it came from.
+    Returns ``(net, used_ema)``; ``net.jdrl_spec`` says where it came from. ``trust_code`` as in
+    :func:`jdrl.create_net`.
     """
-    from jdrl.nets.factory import build_registered, read_weights
-    from jdrl.weights import load_strict
+    from jdrl.nets.factory import build_loaded, read_weights
 
-    loaded = read_weights(checkpoint, name)
+    loaded = read_weights(checkpoint, name, trust_code=trust_code)
     averaged = loaded.checkpoint.get("ema") if ema else None
     state = averaged["state_dict"] if isinstance(averaged, dict) and averaged.get("state_dict") else None
-    net = build_registered(loaded.spec.name, **loaded.spec.options)
-    source = f"{loaded.spec.path} (ema)" if state is not None else loaded.spec.path or "checkpoint"
-    load_strict(net, state if state is not None else loaded.state_dict, source)
-    net.jdrl_spec = loaded.spec  # type: ignore[assignment]
-    return net.eval(), state is not None
+    if state is None:
+        return build_loaded(loaded), False
+    return build_loaded(loaded, state, f"{loaded.spec.path} (ema)"), True
 
 
 def export_safetensors(net: nn.Module, folder: str | os.PathLike, *, ema: bool = False,

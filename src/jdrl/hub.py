@@ -203,6 +203,8 @@ def _read_config(path: Path) -> dict:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise WeightsError(f"{path}: not valid JSON ({error})") from None
+    except RecursionError:
+        raise WeightsError(f"{path}: nested too deeply to be a model config") from None
     if not isinstance(config, dict):
         raise WeightsError(f"{path}: holds no JSON object")
     return config
@@ -220,8 +222,9 @@ def _network(config: dict, metadata: dict, config_path: Path | None, weights_pat
     if META_OPTIONS in metadata:
         try:
             meta_options = json.loads(metadata[META_OPTIONS])
-        except json.JSONDecodeError as error:
-            raise WeightsError(f"{weights_path}: metadata {META_OPTIONS} is not valid JSON ({error})") from None
+        except (json.JSONDecodeError, RecursionError) as error:
+            reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
+            raise WeightsError(f"{weights_path}: metadata {META_OPTIONS} is not valid JSON ({reason})") from None
         if not isinstance(meta_options, dict):
             raise WeightsError(f"{weights_path}: metadata {META_OPTIONS} is not a JSON object")
     if net is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from jdrl.errors import UnknownNameError
 
@@ -25,17 +25,26 @@ class Registry(Generic[T]):
         self._modules = tuple(modules)
         self._group = entry_point_group  # installed packages may add entries under this entry-point group
         self._entries: dict[str, T] = {}
+        self._info: dict[str, dict[str, Any]] = {}
         self._loaded = False
 
-    def register(self, name: str | None = None) -> Callable[[T], T]:
+    def register(self, name: str | None = None, **info: Any) -> Callable[[T], T]:
+        """Register a factory under ``name``; ``info`` is what the registry knows about it besides
+        (for networks: their declared ``options``), read back with :meth:`info`."""
         def decorator(factory: T) -> T:
             key = name or factory.__name__
             if key in self._entries and self._entries[key] is not factory:
                 raise ValueError(f"{self.kind} {key!r} is registered twice")
             self._entries[key] = factory
+            self._info[key] = dict(info)
             return factory
 
         return decorator
+
+    def info(self, name: str) -> dict[str, Any]:
+        """What was registered with ``name`` besides its factory (``{}`` for plugins and unknown names)."""
+        self._load()
+        return self._info.get(name, {})
 
     def _load(self) -> None:
         if not self._loaded:

@@ -76,3 +76,14 @@ def apply_max_pixels(args: argparse.Namespace) -> None:
 
     if getattr(args, "max_pixels", None) is not None:
         os.environ[MAX_PIXELS_ENV] = str(args.max_pixels)
+
+
+TRUST_CODE_HELP = ("let the weight file (checkpoint, model folder, Hub repository) name its network as code "
+                   "(package.module:Class) to import and call; without it such a file is refused, and nothing "
+                   "it names is imported")
+
+
+def add_trust_code(parser: argparse.ArgumentParser, help_text: str = TRUST_CODE_HELP) -> None:
+    """``--trust-code``: the explicit consent to import a network named by a file (Hugging Face's
+    ``trust_remote_code``); never a config value, so no file can give it to itself."""
+    parser.add_argument("--trust-code", action="store_true", help=help_text)

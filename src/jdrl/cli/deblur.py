@@ -7,7 +7,7 @@ import argparse
 import sys
 import time
 
-from jdrl.cli.arguments import add_max_pixels, apply_max_pixels
+from jdrl.cli.arguments import add_max_pixels, add_trust_code, apply_max_pixels
 
 HELP = "deblur images of any size with a trained checkpoint (tiled, 8/16-bit PNG out)"
 
@@ -42,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--out", required=True, help="output folder (gets <input stem>.png)")
     parser.add_argument("--checkpoint", required=True, help="a jdrl checkpoint or an authors' released file")
     parser.add_argument("--net", help="network name, to check the checkpoint or pick one in a released file")
+    add_trust_code(parser)
     parser.add_argument(
         "--tile",
         type=tile_argument,
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     device = choose_device(args.device)
     if args.tile != "auto":  # a bad --overlap fails before the network loads (with 'auto' the network sizes the tile)
         resolve_overlap(args.tile, args.overlap, device.type)
-    net = create_net(args.net, checkpoint=args.checkpoint).to(device)
+    net = create_net(args.net, checkpoint=args.checkpoint, trust_code=args.trust_code).to(device)
     if device.type == "cuda":
         net.to(memory_format=torch.channels_last)
     report = deblur_files(args.inputs, args.out, net, tile=args.tile, overlap=args.overlap, amp=args.amp,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from jdrl.cli.arguments import apply_max_pixels, int_in, non_negative_int, positive_int
+from jdrl.cli.arguments import add_trust_code, apply_max_pixels, int_in, non_negative_int, positive_int
 from jdrl.vocabulary import BORDER_MODES, MASK_MODES, PROTOCOLS, WARP_CONVENTIONS
 
 HELP = "score a checkpoint or the blurry input: metrics vs GT, deformed GT (and truth on synthetic data)"
@@ -33,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what = parser.add_argument_group("what to score")
     what.add_argument("--checkpoint", help="jdrl checkpoint or the authors' released file")
     what.add_argument("--net", help="network name for a released checkpoint (unet, mprnet), if not recognised")
+    add_trust_code(what)
     what.add_argument("--baseline", choices=["input"], help="also (or only) score the blurry input itself")
     how = parser.add_argument_group("how")
     how.add_argument("--protocol", default="jdrl", choices=PROTOCOLS,
@@ -190,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint:
         from jdrl.nets import create_net, describe
 
-        net = create_net(args.net, checkpoint=args.checkpoint)
+        net = create_net(args.net, checkpoint=args.checkpoint, trust_code=args.trust_code)
         net_info = describe(net).as_dict()
         net.to(device)
     border = resolve_border(protocol["border"], net)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from jdrl.cli.arguments import int_in, positive_int
+from jdrl.cli.arguments import add_trust_code, int_in, positive_int
 
 HELP = ("export a checkpoint's network to ONNX (dynamic batch/height/width, verified with onnxruntime) or to a "
         "shareable safetensors model folder")
@@ -21,6 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="onnx: one .onnx file; safetensors: a folder any --checkpoint / net.init / hf: id "
                              "reads, without pickle (default: %(default)s)")
     parser.add_argument("--net", help="network name, to check the checkpoint or pick one in a released file")
+    add_trust_code(parser)
     parser.add_argument("--no-ema", action="store_true",
                         help="export the trained weights, not their moving average (checkpoints of runs with "
                              "run.ema_decay keep both; the average is exported by default)")
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from jdrl.nets import count_parameters, describe
 
     refuse_existing_output(args)
-    net, ema = load_export_net(args.checkpoint, args.net, ema=not args.no_ema)
+    net, ema = load_export_net(args.checkpoint, args.net, ema=not args.no_ema, trust_code=args.trust_code)
     info = describe(net).as_dict()
     parameters = count_parameters(net) / 1e6
     weights = "EMA weights, " if ema else ""

@@ -16,6 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", metavar="CKPT", help="start from a checkpoint: ours or the authors' (sets net.init)")
     parser.add_argument("--overwrite", action="store_true",
                         help="start a new run in a --run-dir that holds one, replacing its checkpoints and logs")
+    parser.add_argument("--trust-code", action="store_true",
+                        help="let CONFIG or the --init file name a network as code (package.module:Class) to import; "
+                             "without it only a name typed with -o net.name=... is imported")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -27,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from jdrl.training import default_run_dir, load_train_config, train
 
     overrides = list(args.override) + ([f"net.init={args.init}"] if args.init else [])
-    config = load_train_config(args.config, overrides)
+    config = load_train_config(args.config, overrides, args.trust_code)
     if args.print_config:
         print(dump_yaml(config), end="")
         return 0
@@ -36,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and args.overwrite:
         raise UsageError("--overwrite starts a run afresh; it does not go with --resume")
     run_dir = args.run_dir or default_run_dir(args.config)
-    folder = train(config, run_dir=run_dir, resume=args.resume, quiet=args.quiet, overwrite=args.overwrite)
+    folder = train(config, run_dir=run_dir, resume=args.resume, quiet=args.quiet, overwrite=args.overwrite,
+                   trust_code=args.trust_code)
     checkpoints = [name for name in ("last.pt", "best.pt") if (folder / name).is_file()]
     logs = [name for name in ("log.csv", "val.csv", "tensorboard") if (folder / name).exists()]
     print(f"done: {folder} (checkpoints: {', '.join(checkpoints) or 'none'}; logs: {', '.join(logs) or 'none'})")

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from jdrl.errors import ConfigError, WeightsError
+from jdrl.errors import ConfigError, UntrustedCodeError, WeightsError
 
 if TYPE_CHECKING:
     import torch
@@ -58,11 +58,36 @@ class LoadedWeights:
     checkpoint: Mapping[str, Any]  # the whole file, for callers that want more (e.g. a reblurring module)
 
 
-def build_registered(name: str, **options: Any) -> nn.Module:
-    """A freshly initialised network: a registry name, a plugin, or ``"package.module:Class"``; contract checked."""
-    from jdrl.nets import NETS
+TRUST_HINT = "pass --trust-code (Python: trust_code=True)"
 
-    factory = _import_factory(name) if ":" in name else NETS.get(name)
+
+def is_code_name(name: str) -> bool:
+    """``"package.module:Class"``: a name that imports code rather than naming a registered network."""
+    return ":" in name
+
+
+def build_registered(name: str, options: Mapping[str, Any] | None = None, *, where: str = "the command line"
+                     ) -> nn.Module:
+    """A freshly initialised network: a registry name, a plugin, or ``"package.module:Class"``; contract checked.
+
+    The options are checked first, whoever gave them (``where`` names the source in messages): a
+    built-in network's against the rules it declares (:mod:`jdrl.nets.options`), then it is sized on
+    the meta device and refused over :data:`~jdrl.nets.options.MAX_PARAMETERS`; anyone's for plain data
+    with finite numbers. Only then is it built. Whether ``name`` may be imported is
+    the caller's decision (:func:`read_weights` refuses code names from files without ``trust_code``).
+    """
+    from jdrl.nets import NETS
+    from jdrl.nets.options import check_options, check_size
+
+    options = dict(options or {})
+    if is_code_name(name):  # the user's own code: plain options only; it is called once, by the user's consent
+        factory = _import_factory(name)
+        check_options(name, options, None, where)
+    else:
+        factory = NETS.get(name)
+        check_options(name, options, NETS.info(name).get("options"), where)
+        if NETS.info(name):  # a built-in constructor: sized on the meta device before any memory is taken
+            check_size(name, factory, options, where)
     try:
         net = factory(**options)
     except (TypeError, ValueError) as error:  # an unknown option or a value the network refuses
@@ -113,6 +138,7 @@ def create_net(
     *,
     checkpoint: str | os.PathLike | Mapping | None = None,
     map_location: str | torch.device = "cpu",
+    trust_code: bool = False,
     **options: Any,
 ) -> nn.Module:
     """A network ready for RGB in [0, 1]: fresh by ``name``, or holding the weights of ``checkpoint``.
@@ -120,19 +146,31 @@ def create_net(
     With a checkpoint, ``name`` is optional (the file tells it) and ``options``
     override the options the file implies. Loading is strict: a file that does not
     fit raises :class:`~jdrl.errors.WeightsError` naming the missing, unexpected and
-    mis-shaped keys.
+    mis-shaped keys. A file that names code (``package.module:Class``) instead of a
+    registered network is refused unless ``trust_code`` (or ``name`` is that same name).
     """
-    from jdrl.weights import load_strict
-
     if checkpoint is None:
         if name is None:
             raise ConfigError("create_net needs a network name or a checkpoint")
-        net = build_registered(name, **options)
+        net = build_registered(name, options, where="the arguments")
         net.jdrl_spec = NetSpec(name, dict(options))
         return net
-    loaded = read_weights(checkpoint, name, map_location, **options)
-    net = build_registered(loaded.spec.name, **loaded.spec.options)
-    load_strict(net, loaded.state_dict, loaded.spec.path or "checkpoint")
+    loaded = read_weights(checkpoint, name, map_location, options=options, trust_code=trust_code)
+    return build_loaded(loaded)
+
+
+def build_loaded(loaded: LoadedWeights, state_dict: Mapping[str, torch.Tensor] | None = None,
+                 source: str | None = None) -> nn.Module:
+    """The network ``loaded`` describes, holding its weights (or ``state_dict``, e.g. an EMA copy), in eval mode.
+
+    The one place where "fresh network + weights from a file" is assembled (``create_net``, ``jdrl export``,
+    ``net.init`` in training).
+    """
+    from jdrl.weights import load_strict
+
+    where = loaded.spec.path or "checkpoint"
+    net = build_registered(loaded.spec.name, loaded.spec.options, where=where)
+    load_strict(net, loaded.state_dict if state_dict is None else state_dict, source or where)
     net.jdrl_spec = loaded.spec
     return net.eval()
 
@@ -143,10 +181,32 @@ def read_weights(
     map_location: str | torch.device = "cpu",
     *,
     source: str | None = None,
-    **options: Any,
+    options: Mapping[str, Any] | None = None,
+    trust_code: bool = False,
+    trusted_name: str | None = None,
 ) -> LoadedWeights:
     """The network name, options and state dict held by a weight file (or an already loaded dict, named
-    ``source`` in messages)."""
+    ``source`` in messages); ``options`` override the options the file implies.
+
+    Nothing in the file is imported or called: a network the file names as code (``package.module:Class``)
+    is refused with :class:`~jdrl.errors.UntrustedCodeError` unless ``trust_code``, or the caller's ``name``
+    or ``trusted_name`` is that same name (the user typed it).
+    """
+    loaded = _read_weights(checkpoint, name, map_location, source, dict(options or {}))
+    typed = {n for n in (name, trusted_name) if n is not None}
+    _refuse_untrusted(loaded.spec.name, typed, loaded.spec.path or "the given checkpoint", trust_code)
+    return loaded
+
+
+def _refuse_untrusted(file_name: str, typed: set[str], where: str, trust_code: bool) -> None:
+    if is_code_name(file_name) and not trust_code and file_name not in typed:
+        raise UntrustedCodeError(
+            f"{where} asks for the network {file_name!r}, which is code to import, not a registered network "
+            f"(jdrl nets); jdrl never imports or calls code named by a file. If you trust this file, {TRUST_HINT}")
+
+
+def _read_weights(checkpoint: str | os.PathLike | Mapping, name: str | None, map_location: str | torch.device,
+                  source: str | None, options: dict) -> LoadedWeights:
     from jdrl.checkpoint import is_jdrl_checkpoint, read_checkpoint
     from jdrl.hub import is_model_source, read_model
 
@@ -171,7 +231,7 @@ def read_weights(
         if name is not None and name != stored["name"]:
             raise WeightsError(f"{where} holds a {stored['name']!r} network, not {name!r}")
         progress = data.get("progress") if isinstance(data.get("progress"), Mapping) else {}
-        spec = NetSpec(stored["name"], {**(stored.get("options") or {}), **options}, "jdrl", where,
+        spec = NetSpec(stored["name"], {**_stored_options(stored.get("options"), where), **options}, "jdrl", where,
                        progress.get("step"))
         return LoadedWeights(spec, stored["state_dict"], data)
     for module_name in WEIGHT_FORMATS:
@@ -187,6 +247,15 @@ def read_weights(
     shown = ", ".join(sorted(map(str, data))[:5])
     raise WeightsError(f"{where} is neither a jdrl checkpoint nor a weight file of a network jdrl knows "
                        f"(first keys: {shown}); give the network with --net NAME to see which keys do not fit")
+
+
+def _stored_options(value: Any, where: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(isinstance(key, str) for key in value):
+        raise WeightsError(f"{where}: the network options it holds are a {type(value).__name__}, not a mapping of "
+                           "names to values; the file is damaged or was not written by jdrl")
+    return dict(value)
 
 
 def describe(net: nn.Module) -> NetSpec:

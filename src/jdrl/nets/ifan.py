@@ -74,6 +74,7 @@ from torch import nn
 from jdrl.errors import WeightsError
 from jdrl.nets import NETS, check_input_size
 from jdrl.nets.official import unwrap_state
+from jdrl.nets.options import integer, number, word
 
 # The official configuration (configs/config_IFAN.py): conv kernel, base width, residual
 # units per resnet block in conv4_4/DME/F, IAC filter taps, IAC iterations, init gains.
@@ -336,7 +337,13 @@ class IFAN(nn.Module):
         return OrderedDict(result=result, Filter=filters, DM=disparity)
 
 
-@NETS.register("ifan")
+#: the options IFAN accepts, checked before it is built (:mod:`jdrl.nets.options`)
+OPTIONS = {"ks": integer(1, 31), "ch": integer(1, 1024), "res_num": integer(0, 64), "Fs": integer(1, 31),
+           "N": integer(1, 64), "wi": number(ge=0, le=100), "wiF": number(ge=0, le=100),
+           "channel_order": word("rgb", "bgr")}
+
+
+@NETS.register("ifan", options=OPTIONS)
 def ifan(**options: Any) -> IFAN:
     """IFAN with the official options (:data:`OFFICIAL_OPTIONS`); ``options`` override them.
 

@@ -41,6 +41,7 @@ from torch import nn
 from jdrl.errors import WeightsError
 from jdrl.nets import NETS, check_input_size
 from jdrl.nets.official import block_count, expansion_factor, unwrap_state
+from jdrl.nets.options import flag, integer, integers, number, word
 from jdrl.nets.restormer import GDFN, ChannelLayerNorm, Downsample, Upsample
 
 # Defocus.network_s of the official options/Test_configs.yml (test status 'train_on_dpdd_s'),
@@ -251,7 +252,14 @@ def _build(defaults: Mapping[str, Any], options: Mapping[str, Any], name: str) -
     return LaKDNet(**{**defaults, **options})
 
 
-@NETS.register("lakdnet")
+#: the options LaKDNet accepts, checked before it is built (:mod:`jdrl.nets.options`)
+OPTIONS = {"inp_channels": integer(1, 64), "out_channels": integer(1, 64), "dim": integer(1, 1024),
+           "num_blocks": integers(0, 256, length=4), "mix_kernel_size": integers(1, 255, length=4),
+           "ffn_expansion_factor": number(gt=0, le=64), "bias": flag(), "LayerNorm_type": word(*LAYER_NORM_TYPES),
+           "dual_pixel_task": flag()}
+
+
+@NETS.register("lakdnet", options=OPTIONS)
 def lakdnet(**options: Any) -> LaKDNet:
     """The small DPDD LaKDNet (:data:`DPDD_SMALL_OPTIONS`); ``options`` override any constructor argument.
 
@@ -261,7 +269,7 @@ def lakdnet(**options: Any) -> LaKDNet:
     return _build(DPDD_SMALL_OPTIONS, options, "lakdnet")
 
 
-@NETS.register("lakdnet_large")
+@NETS.register("lakdnet_large", options=OPTIONS)
 def lakdnet_large(**options: Any) -> LaKDNet:
     """The large DPDD LaKDNet (:data:`DPDD_LARGE_OPTIONS`, dim 48); ``options`` override."""
     return _build(DPDD_LARGE_OPTIONS, options, "lakdnet_large")

@@ -24,6 +24,7 @@ from torch import nn
 
 from jdrl.errors import WeightsError
 from jdrl.nets import NETS, check_input_size
+from jdrl.nets.options import flag, integer, number
 
 
 def _conv(in_channels: int, out_channels: int, kernel_size: int, bias: bool = False) -> nn.Conv2d:
@@ -241,7 +242,12 @@ def _scaled(channels: int, width: float, minimum: int = 1) -> int:
     return max(minimum, round(channels * width))
 
 
-@NETS.register("mprnet")
+#: the options an MPRNet accepts, checked before it is built (:mod:`jdrl.nets.options`)
+OPTIONS = {"width": number(gt=0, le=16), "num_cab": integer(1, 64), "reduction": integer(1, 1024),
+           "kernel_size": integer(1, 31), "bias": flag()}
+
+
+@NETS.register("mprnet", options=OPTIONS)
 class MPRNet(nn.Module):
     """Three-stage MPRNet for deblurring (20,127,127 state-dict values at ``width=1``; RGB in and out).
 

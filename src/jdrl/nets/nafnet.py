@@ -36,9 +36,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from jdrl.config import Range
 from jdrl.errors import WeightsError
 from jdrl.nets import NETS
 from jdrl.nets.official import unwrap_state
+from jdrl.nets.options import Option, flag, integer, integers
 
 # Keys that identify a NAFNet state dict (any configuration with at least one level).
 SIGNATURE_KEYS = ("intro.weight", "ending.weight", "downs.0.weight")
@@ -289,13 +291,20 @@ def _build(defaults: dict, options: dict) -> NAFNet:
     return NAFNet(**{**defaults, **options})
 
 
-@NETS.register("nafnet_w32")
+#: the options NAFNet accepts, checked before it is built (:mod:`jdrl.nets.options`)
+OPTIONS = {"img_channel": integer(1, 64), "width": integer(1, 1024), "middle_blk_num": integer(0, 256),
+           "enc_blk_nums": integers(0, 256, max_items=8), "dec_blk_nums": integers(0, 256, max_items=8),
+           "tlc": flag(), "train_size": Option("int_or_pair", Range(ge=1, le=16384)),
+           "base_size": Option("int_or_pair", Range(ge=1, le=16384), nullable=True)}
+
+
+@NETS.register("nafnet_w32", options=OPTIONS)
 def nafnet_w32(**options: Any) -> NAFNet:
     """NAFNet-GoPro-width32 as released and tested (``NAFNetLocal``, TLC on); ``options`` override."""
     return _build({"width": 32, **GOPRO_BLOCKS, "tlc": True}, options)
 
 
-@NETS.register("nafnet_w64")
+@NETS.register("nafnet_w64", options=OPTIONS)
 def nafnet_w64(**options: Any) -> NAFNet:
     """NAFNet-GoPro-width64 as released and tested (``NAFNetLocal``, TLC on); ``options`` override."""
     return _build({"width": 64, **GOPRO_BLOCKS, "tlc": True}, options)

@@ -29,6 +29,7 @@ from torch import nn
 from jdrl.errors import WeightsError
 from jdrl.nets import NETS, check_input_size
 from jdrl.nets.official import block_count, expansion_factor, unwrap_state
+from jdrl.nets.options import flag, integer, integers, number, word
 
 # network_g of Defocus_Deblurring/Options/DefocusDeblur_Single_8bit_Restormer.yml (= the official defaults).
 DEFOCUS_OPTIONS: dict[str, Any] = {
@@ -325,7 +326,14 @@ class Restormer(nn.Module):
         return self.output(dec1) + x
 
 
-@NETS.register("restormer")
+#: the options Restormer accepts, checked before it is built (:mod:`jdrl.nets.options`)
+OPTIONS = {"inp_channels": integer(1, 64), "out_channels": integer(1, 64), "dim": integer(1, 1024),
+           "num_blocks": integers(0, 256, length=4), "num_refinement_blocks": integer(0, 256),
+           "heads": integers(1, 256, length=4), "ffn_expansion_factor": number(gt=0, le=64), "bias": flag(),
+           "LayerNorm_type": word(*LAYER_NORM_TYPES), "dual_pixel_task": flag()}
+
+
+@NETS.register("restormer", options=OPTIONS)
 def restormer(**options: Any) -> Restormer:
     """The single-image defocus Restormer (:data:`DEFOCUS_OPTIONS`); ``options`` override any constructor argument.
 

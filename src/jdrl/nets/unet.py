@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from jdrl.nets import NETS, check_input_size
+from jdrl.nets.options import flag, number, word
 
 ENCODER_CHANNELS = (64, 128, 256, 512, 1024)
 
@@ -78,7 +79,12 @@ class UNetEncoder(nn.Module):
         return [x1, x2, x3, x4, x5]
 
 
-@NETS.register("unet")
+#: the options a UNet accepts, checked before it is built (:mod:`jdrl.nets.options`)
+OPTIONS = {"width": number(gt=0, le=16), "dropout": number(ge=0, lt=1), "channel_order": word("rgb", "bgr"),
+           "residual": flag()}
+
+
+@NETS.register("unet", options=OPTIONS)
 class UNet(nn.Module):
     """The released ``VGG_Deblur`` (31,033,411 parameters at ``width=1``).
 

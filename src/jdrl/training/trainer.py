@@ -119,13 +119,16 @@ class Trainer:
         datasets: tuple[Dataset, Dataset | None] | None = None,
         quiet: bool = False,
         overwrite: bool = False,
+        trust_code: bool = False,
     ):
         self.config, self.run_dir, self.quiet = validate(config), Path(run_dir), quiet
+        self.trust_code = trust_code  # may net.init's file name code to import (package.module:Class)?
         self._notes: list[str] = []  # things the user should know, said once the run folder exists
         resume_path = self._resume_path(resume, overwrite)
         self.dist = distributed.setup(config.run.device)
         self.device = self.dist.device
         self._configure_determinism()
+        self._init = self._read_init() if config.net.init else None  # before the data: a bad file fails at once
         self.train_set, self.val_set = datasets if datasets is not None else build_datasets(
             config.data, config.run.seed, progress=None if quiet else _progress("checking data")
         )
@@ -158,9 +161,10 @@ class Trainer:
     def _build_model(self) -> None:
         config = self.config
         torch.manual_seed(config.run.seed)  # identical initial weights on every rank
-        init = self._read_init() if config.net.init else None
+        init = self._init
         self.net_spec = init.spec if init is not None else NetSpec(config.net.name, dict(config.net.options))
-        self.net = build_registered(self.net_spec.name, **self.net_spec.options)
+        self.net = build_registered(self.net_spec.name, self.net_spec.options,
+                                    where=config.net.init if init is not None else "net.options")
         multiple = getattr(self.net, "size_multiple", 1)
         if config.data.crop is not None and config.data.crop % multiple:
             raise ConfigError(f"data.crop={config.data.crop} must be a multiple of {multiple} for {self.net_spec.name}")
@@ -199,13 +203,16 @@ class Trainer:
         from jdrl.hub import is_model_source
 
         config = self.config.net
+        # net.name reached the trainer typed by the user or trusted (jdrl.training.load_train_config refuses a code
+        # name from a config file without trust_code), so the file may name that same network
+        trust = {"trust_code": self.trust_code, "trusted_name": config.name, "options": config.options}
         if is_model_source(config.init):  # a model folder, .safetensors file or hf: id: read_weights reads it
-            return read_weights(config.init, None, **config.options)
+            return read_weights(config.init, None, **trust)
         data = read_checkpoint(config.init)  # read once; both attempts below use it
         try:
-            init = read_weights(data, None, source=config.init, **config.options)
+            init = read_weights(data, None, source=config.init, **trust)
         except WeightsError:  # the file cannot tell: net.name picks the network (and names the keys that differ)
-            return read_weights(data, config.name, source=config.init, **config.options)
+            return read_weights(data, config.name, source=config.init, **trust)
         if init.spec.name != config.name:
             self._notes.append(f"net.init {config.init} holds a {init.spec.name} network: training that "
                                f"(net.name={config.name} is not used)")
