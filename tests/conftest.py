@@ -58,3 +58,11 @@ def backbone_rule_weights(keys, seed0: int, scale: float, offset_one_keys=()) ->
         else:
             state[key] = torch.randn(shape, generator=generator) * 0.01 + (1.0 if key in ones else 0.0)
     return state
+
+
+def cli_overrides(overrides: list[str]) -> list[str]:
+    """``["-o", item, ...]`` for a list composed as ``BASE + [tweaks]``: the command line refuses a key given
+    twice, so only the last value of each key is passed (what ``jdrl.train`` itself would apply)."""
+    keys = [item.partition("=")[0] for item in overrides]
+    kept = [item for i, item in enumerate(overrides) if keys[i] not in keys[i + 1:]]
+    return [word for item in kept for word in ("-o", item)]

@@ -19,7 +19,7 @@ from jdrl.errors import TrainingError, TrainingInterrupted
 from jdrl.images import write_image
 from jdrl.nets import net_names
 from jdrl.training import load_train_config, train
-from tests.conftest import textured_image
+from tests.conftest import cli_overrides, textured_image
 
 TINY = [
     "net.options={width: 0.0625, dropout: 0.0}",
@@ -310,8 +310,7 @@ def test_ddp_with_two_cpu_processes(tmp_path):
                         f"r_max: 2.0, shift: 2.0, zoom: 0.02, sources: {tmp_path / 'src'}}}"]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                "-m", "jdrl", "train", "synthetic", "--run-dir", str(run), "--quiet"]
-    for item in overrides:
-        command += ["-o", item]
+    command += cli_overrides(overrides)
     result = subprocess.run(command, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
@@ -343,8 +342,7 @@ def test_cli_init_from_a_released_file_loads_its_reblur_module_and_resume_auto_c
     data = f"data.synthetic={{train: 2, val: 0, size: 32, r_max: 2.0, shift: 2.0, sources: {tmp_path / 'src'}}}"
     # lr 0: the weights in the checkpoint are exactly the ones loaded
     args = ["train", "sdd_unet", "--init", str(tmp_path / "released.pth"), "--run-dir", str(run), "--quiet"]
-    for item in TINY + [data, "optim.lr=0", "schedule.warmup=0"]:
-        args += ["-o", item]
+    args += cli_overrides(TINY + [data, "optim.lr=0", "schedule.warmup=0"])
     assert main(args + ["-o", "schedule.total=1"]) == 0
     first = read_checkpoint(run / "last.pt")
     assert all(torch.equal(v, reblur.state_dict()[k]) for k, v in first["reblur"]["state_dict"].items())

@@ -28,6 +28,7 @@ import torch
 
 from jdrl.atomic import atomic_write
 from jdrl.errors import WeightsError
+from jdrl.files import file_problem
 
 if TYPE_CHECKING:
     from torch import nn
@@ -98,10 +99,13 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
 def load_file(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
     """``torch.load(weights_only=True)`` of any weight file, with one readable error (pickles are never run)."""
     path = Path(path).expanduser()
-    if path.is_dir():
-        raise WeightsError(f"{path} is a folder, not a checkpoint file")
-    if not path.is_file():
+    problem = file_problem(path)
+    if problem == "no such file":
         raise WeightsError(f"checkpoint {path} not found")
+    if problem == "is a folder, not a file":
+        raise WeightsError(f"{path} is a folder, not a checkpoint file")
+    if problem:
+        raise WeightsError(f"checkpoint {path}: {problem}")
     try:
         try:
             return torch.load(path, map_location=map_location, weights_only=True)

@@ -26,6 +26,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 import yaml
 
 from jdrl.errors import ConfigError
+from jdrl.files import file_problem, read_text
 
 C = TypeVar("C")
 MAX_CONFIG_BYTES = 1_000_000  # a config is a page of text, not a data file
@@ -47,8 +48,8 @@ class Range:
     def problem(self, value: Any) -> str | None:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return None  # types are checked when the config is built
-        if self.finite and not math.isfinite(value):
-            return "must be a finite number"
+        if isinstance(value, float) and self.finite and not math.isfinite(value):
+            return "must be a finite number"  # (an int is always finite, however large: math.isfinite overflows)
         for bound, ok, _words in ((self.ge, lambda v, b: v >= b, ">="), (self.gt, lambda v, b: v > b, ">"),
                                  (self.le, lambda v, b: v <= b, "<="), (self.lt, lambda v, b: v < b, "<")):
             if bound is not None and not ok(value, bound):
@@ -65,6 +66,10 @@ POSITIVE = Range(gt=0)
 NON_NEGATIVE = Range(ge=0)
 AT_LEAST_ONE = Range(ge=1)
 FRACTION = Range(ge=0, le=1)
+#: every count has an upper bound a user reaches only on purpose (a typo such as 1e308 is refused, not run)
+COUNT = Range(ge=1, le=10**9)  # items: pairs, images
+STEPS = Range(ge=1, le=10**9)  # schedule lengths and intervals, in steps or epochs
+PIXELS = Range(ge=1, le=65_536)  # an image side, crop or tile in px
 
 
 def ranged(default: Any = dataclasses.MISSING, check: Range = NON_NEGATIVE, **kwargs: Any) -> Any:
@@ -93,8 +98,11 @@ def violations(config: Any, where: str = "") -> list[str]:
 
 
 def validate(config: C) -> C:
-    """``config`` itself if every declared range holds; else one :class:`ConfigError` listing every violation."""
+    """``config`` itself if every declared range holds and nothing in it is set to no effect (a config class
+    may list such settings in a ``conflicts()`` method); else one :class:`ConfigError` listing every problem."""
     found = violations(config)
+    if not found and callable(getattr(config, "conflicts", None)):
+        found = list(config.conflicts())  # type: ignore[attr-defined]
     if found:
         raise ConfigError(f"{len(found)} invalid config value(s):\n  " + "\n  ".join(found))
     return config
@@ -106,6 +114,10 @@ def validate(config: C) -> C:
 def from_dict(cls: type[C], data: Mapping[str, Any] | None, where: str = "") -> C:
     """Build dataclass ``cls`` from ``data``, checking every key and value."""
     data = dict(data or {})
+    not_names = [key for key in data if not isinstance(key, str)]
+    if not_names:
+        raise ConfigError(f"{where or 'the config'}: key {not_names[0]!r} is not a name (keys are words such as "
+                          f"{', '.join(f.name for f in dataclasses.fields(cls))[:80]}); quote it if it is meant")
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
@@ -166,7 +178,10 @@ def _coerce(kind: Any, value: Any, key: str) -> Any:
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise ConfigError(f"{key}: {str(value)[:20]}... ({len(str(value))} digits) is too large for a number") from None
     if kind is str:
         if not isinstance(value, (str, os.PathLike)):
             raise ConfigError(f"{key}: expected a string, got {value!r}")
@@ -214,8 +229,21 @@ def _looks_like_float(text: str) -> bool:
     return any(c in text.lower() for c in ".e") and text.lower() not in ("nan", "inf", "-inf")
 
 
+def refuse_repeated_overrides(overrides: Iterable[str]) -> None:
+    """A :class:`ConfigError` when a key is given twice, or a section after a key in it (``net.name=...`` then
+    ``net={...}``): on a command line that is a slip, and which value is meant cannot be told. (In Python,
+    :func:`apply_overrides` applies a list in order, the last value winning, so lists can be composed.)"""
+    given: dict = {}  # what the overrides so far set, as a tree
+    for text in overrides:
+        path, value = parse_override(text)
+        if _sets_again(given, path):
+            raise ConfigError(f"-o {text} sets {'.'.join(path)} again (an earlier -o gave it or a part of it); "
+                              "give each key once")
+        _set_path(given, path, value if isinstance(value, dict) else True)
+
+
 def apply_overrides(data: dict, overrides: Iterable[str]) -> dict:
-    """Apply dotted overrides to a nested dict (returns a new dict)."""
+    """Apply dotted overrides to a nested dict, in order (returns a new dict)."""
     data = _deep_copy(data)
     for text in overrides:
         path, value = parse_override(text)
@@ -229,6 +257,24 @@ def apply_overrides(data: dict, overrides: Iterable[str]) -> dict:
             node = child
         node[path[-1]] = value
     return data
+
+
+def _sets_again(given: dict, path: list[str]) -> bool:
+    """Whether an override of ``path`` would replace a key that an earlier override set."""
+    node: Any = given
+    for part in path:
+        if not isinstance(node, dict):
+            return True  # an earlier override set a value where this one needs a section
+        if part not in node:
+            return False
+        node = node[part]
+    return True  # this very key, or a section holding keys set before
+
+
+def _set_path(tree: dict, path: list[str], value: Any) -> None:
+    for part in path[:-1]:
+        tree = tree.setdefault(part, {})
+    tree[path[-1]] = value
 
 
 def merge(base: Mapping, update: Mapping) -> dict:
@@ -262,15 +308,14 @@ def preset_names() -> list[str]:
 
 def _read_yaml_source(name_or_path: str | os.PathLike) -> tuple[dict, Path | None]:
     path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
+    problem = file_problem(path, allow_empty=True)
+    if path.suffix in (".yaml", ".yml") or problem != "no such file" or os.sep in str(name_or_path):
+        if problem == "no such file":
             raise ConfigError(f"config file {path} does not exist")
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(f"{path}: {path.stat().st_size} bytes is too large for a config (limit {MAX_CONFIG_BYTES})")
         try:
-            text, where = path.read_text(encoding="utf-8"), path.parent
-        except UnicodeDecodeError:
-            raise ConfigError(f"{path}: not a text (UTF-8) YAML file") from None
+            text, where = read_text(path, MAX_CONFIG_BYTES, "YAML config"), path.parent
+        except ValueError as error:
+            raise ConfigError(f"config file {path}: {error}") from None
     else:
         resource = resources.files(PRESET_PACKAGE) / f"{name_or_path}.yaml"
         if not resource.is_file():
@@ -279,17 +324,34 @@ def _read_yaml_source(name_or_path: str | os.PathLike) -> tuple[dict, Path | Non
     data = safe_yaml(text, str(name_or_path)) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{name_or_path}: a config must be a mapping at the top level")
+    if "base" in data and not isinstance(data["base"], str):
+        raise ConfigError(f"{name_or_path}: base: {data['base']!r} must be a preset name or a YAML file path")
     return data, where
 
 
 class _NoAliasLoader(yaml.SafeLoader):
-    """A safe loader that refuses aliases (``*name``): nested aliases expand exponentially ("billion laughs")."""
+    """A safe loader that refuses aliases (``*name``: nested aliases expand exponentially, "billion laughs") and
+    keys given twice in one mapping (PyYAML would keep the last one silently)."""
 
     def compose_node(self, parent, index):  # noqa: ANN001 - PyYAML's signature
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise yaml.YAMLError(f"YAML aliases (*{event.anchor}) are not allowed in configs (line {event.start_mark.line + 1})")
         return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):  # noqa: ANN001 - PyYAML's signature
+        seen = set()
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key ([a, b]: ...): PyYAML's own error follows
+                continue
+            if duplicate:
+                raise yaml.YAMLError(f"the key {key!r} is given twice in one mapping (line {key_node.start_mark.line + 1}); "
+                                     "which one is meant cannot be told")
+        return super().construct_mapping(node, deep=deep)
 
 
 def safe_yaml(text: str, where: str) -> Any:
@@ -300,6 +362,8 @@ def safe_yaml(text: str, where: str) -> Any:
         return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
         raise ConfigError(f"{where}: not valid YAML ({str(error).splitlines()[0]})") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: nested too deeply to be a config") from None
 
 
 def load_yaml_tree(name_or_path: str | os.PathLike, _seen: tuple[str, ...] = ()) -> dict:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from jdrl.atomic import atomic_write
 from jdrl.errors import ConfigError, MissingDependencyError, WeightsError
+from jdrl.files import file_problem, read_text
 
 if TYPE_CHECKING:
     import torch
@@ -164,13 +165,16 @@ def read_model(source: str | os.PathLike, map_location: str | torch.device = "cp
         path = Path(source).expanduser()
         if path.is_dir():
             config_path, weights_path = path / CONFIG_NAME, path / WEIGHTS_NAME
-            if not weights_path.is_file():
+            if file_problem(weights_path) == "no such file":
                 raise WeightsError(_folder_problem(path))
-            config_path = config_path if config_path.is_file() else None
-        elif path.is_file():
-            config_path, weights_path = None, path
+            config_path = None if file_problem(config_path) == "no such file" else config_path
         else:
-            raise WeightsError(f"checkpoint {path} not found")
+            config_path, weights_path = None, path
+        problem = file_problem(weights_path)
+        if problem == "is empty (0 bytes)":
+            raise WeightsError(f"{weights_path}: not a readable .safetensors file (it is empty, 0 bytes)")
+        if problem:
+            raise WeightsError(f"checkpoint {weights_path}: {problem}")
     config = _read_config(config_path) if config_path is not None else {}
     tensors, metadata = read_safetensors(weights_path, map_location)
     name, options = _network(config, metadata, config_path, weights_path)
@@ -197,11 +201,13 @@ def read_safetensors(path: str | os.PathLike, map_location: str | torch.device =
 
 
 def _read_config(path: Path) -> dict:
-    if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise WeightsError(f"{path}: {path.stat().st_size} bytes is too large for a model config.json")
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        text = read_text(path, MAX_CONFIG_BYTES, "model config.json")
+    except ValueError as error:
+        raise WeightsError(f"{path}: {error}") from None
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as error:
         raise WeightsError(f"{path}: not valid JSON ({error})") from None
     except RecursionError:
         raise WeightsError(f"{path}: nested too deeply to be a model config") from None

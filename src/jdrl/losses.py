@@ -37,7 +37,7 @@ import torch
 from torch import nn
 from torch.autograd.profiler import record_function
 
-from jdrl.config import POSITIVE, Range, ranged, validate
+from jdrl.config import Range, ranged, validate
 from jdrl.errors import ConfigError
 from jdrl.flow import resolve_flow
 from jdrl.flow.mask import calibration_mask
@@ -71,8 +71,8 @@ class JDRLConfig:
 
     objective: Literal["jdrl", "pixel", "cobi"] = "jdrl"  # pixel: Charbonnier to the raw GT (ablation #1); cobi: CoBi
     cobi_options: dict = field(default_factory=dict)  # jdrl.cobi.CoBiLoss options (patch_size, vgg_weights, ...)
-    alpha: float = ranged(0.5)  # weight of the reblurring loss
-    eps: float = ranged(1e-3, POSITIVE)  # Charbonnier epsilon
+    alpha: float = ranged(0.5, Range(ge=0, le=1000))  # weight of the reblurring loss
+    eps: float = ranged(1e-3, Range(gt=0, le=1))  # Charbonnier epsilon (images are in [0, 1])
     flow: str = "auto"  # flow estimator (jdrl.flow registry); auto: DIS on the CPU, RAFT-small on CUDA; paper: pwcnet
     flow_weights: str | None = None
     flow_options: dict = field(default_factory=dict)
@@ -89,6 +89,20 @@ class JDRLConfig:
     warp_padding: Literal["border", "zeros", "reflection"] = "border"
     warp: Literal["exact", "released"] = "exact"  # released: the authors' flow_resample (half-pixel zoom; REPRODUCE.md)
     terms: dict = field(default_factory=dict)  # extra terms by LOSS_TERMS name: weight (or {weight: w, ...options})
+
+    def conflicts(self) -> list[str]:
+        """Options set for a part this objective does not use (they would be ignored without a word)."""
+        found = []
+        if self.cobi_options and self.objective != "cobi":
+            found.append(f"loss.cobi_options are for loss.objective=cobi, not {self.objective}")
+        if self.mask_options and self.mask != "parametric":
+            found.append(f"loss.mask_options are for loss.mask=parametric (the only mask with options), not {self.mask}")
+        if self.flow == "auto" and (self.flow_options or self.flow_weights):
+            found.append("loss.flow=auto is DIS on the CPU (no weights, no options) and RAFT-small on CUDA: name the "
+                         "estimator that loss.flow_weights / loss.flow_options are for (e.g. loss.flow=raft_small)")
+        elif self.flow == "dis" and self.flow_weights:
+            found.append("loss.flow=dis takes no weights (loss.flow_weights is set)")
+        return found
 
 
 class JDRLLoss(nn.Module):

@@ -25,11 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from jdrl.checkpoint import selected_checkpoint
-    from jdrl.config import dump_yaml
+    from jdrl.config import dump_yaml, refuse_repeated_overrides
     from jdrl.errors import UsageError
     from jdrl.training import default_run_dir, load_train_config, train
 
     overrides = list(args.override) + ([f"net.init={args.init}"] if args.init else [])
+    refuse_repeated_overrides(overrides)
     config = load_train_config(args.config, overrides, args.trust_code)
     if args.print_config:
         print(dump_yaml(config), end="")
