@@ -26,7 +26,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 import yaml
 
 from jdrl.errors import ConfigError
-from jdrl.files import file_problem, read_text
+from jdrl.files import file_problem, read_text, write_text
 
 C = TypeVar("C")
 MAX_CONFIG_BYTES = 1_000_000  # a config is a page of text, not a data file
@@ -212,6 +212,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"override {text!r} is not of the form key.sub=value")
+    if _has_undecodable_bytes(raw):  # a file name that is not UTF-8 (argv keeps it as surrogates): a plain string
+        return key.strip().split("."), raw
     try:
         value = safe_yaml(raw, f"override {text!r}") if raw.strip() else ""
     except ConfigError as error:
@@ -219,6 +221,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if isinstance(value, str) and _looks_like_float(value):
         value = float(value)  # YAML 1.1 reads "1e-4" as a string
     return key.strip().split("."), value
+
+
+def _has_undecodable_bytes(text: str) -> bool:
+    return any("\udc80" <= character <= "\udcff" for character in text)
 
 
 def _looks_like_float(text: str) -> bool:
@@ -388,6 +394,6 @@ def load_config(cls: type[C], name_or_path: str | os.PathLike | None = None, ove
 def dump_yaml(config: Any, path: str | os.PathLike | None = None) -> str:
     text = yaml.safe_dump(to_dict(config), sort_keys=False)
     if path is not None:
-        Path(path).write_text(text)
+        write_text(path, text)
     return text
 

@@ -18,7 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jdrl.errors import DatasetError
+import numpy as np
+
+from jdrl.errors import DatasetError, VerificationError
+from jdrl.files import real_path
 from jdrl.nets.tiling import FALLBACK
 
 if TYPE_CHECKING:
@@ -63,6 +66,7 @@ class DeblurReport:
 
 def expand_inputs(specs: Iterable[str | os.PathLike]) -> tuple[list[Path], list[Failure]]:
     """The image files named by ``specs`` (in order, each once) and the specs that named none."""
+    from jdrl.files import file_problem
     from jdrl.images import is_image_file
 
     found: list[Path] = []
@@ -70,9 +74,10 @@ def expand_inputs(specs: Iterable[str | os.PathLike]) -> tuple[list[Path], list[
     for spec in map(str, specs):
         path = Path(spec).expanduser()
         matches: list[Path] = []
-        if path.is_file():
+        problem = file_problem(path, allow_empty=True)
+        if problem is None:
             matches = [path]
-        elif path.is_dir():
+        elif problem == "is a folder, not a file":
             matches = sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p))
             if not matches:
                 failures.append(Failure(spec, "folder holds no images"))
@@ -81,7 +86,7 @@ def expand_inputs(specs: Iterable[str | os.PathLike]) -> tuple[list[Path], list[
             if not matches:
                 failures.append(Failure(spec, "pattern matches no image files"))
         else:
-            failures.append(Failure(spec, "no such file or folder"))
+            failures.append(Failure(spec, "no such file or folder" if problem == "no such file" else problem))
         found.extend(matches)
     return _unique(found), failures
 
@@ -91,7 +96,7 @@ def _unique(paths: list[Path]) -> list[Path]:
     seen: set[Path] = set()
     unique = []
     for path in paths:
-        key = path.resolve()
+        key = real_path(path)
         if key not in seen:
             seen.add(key)
             unique.append(path)
@@ -112,11 +117,11 @@ def plan_jobs(sources: Sequence[Path], out_dir: Path, overwrite: bool = False) -
     if clashes:
         raise DatasetError("the inputs (same file name stem)", clashes,
                            hint="rename them, or deblur them in separate runs into different folders")
-    inputs = {source.resolve() for source in sources}
+    inputs = {real_path(source) for source in sources}
     jobs, refused = [], []
     for source in sources:
         target = out_dir / f"{source.stem}.png"
-        if target.resolve() in inputs:
+        if real_path(target) in inputs:
             refused.append(Failure(str(source), f"refused: its output {target} is the input itself; choose another --out"))
         elif target.exists() and not overwrite:
             refused.append(Failure(str(source), f"refused: {target} exists (--overwrite replaces it)"))
@@ -179,6 +184,10 @@ def deblur_file(net: nn.Module, job: Job, *, tile: int | str | None = "auto", ov
     result = deblur_image(net, image, tile=side, overlap=overlap, amp=amp,
                           progress=bar(f"tiles of {job.source.name}", quiet or side is None))
     del image
+    bad = int((~np.isfinite(result)).any(axis=-1).sum())
+    if bad:  # written as 8/16-bit it would be black pixels, without a word
+        raise VerificationError(f"the network's output has {bad} of {result.shape[0] * result.shape[1]} pixels that "
+                                "are NaN or infinite (nothing written); the weights may be damaged, or try --amp none")
     return write_image(job.target, result, output_bit_depth(depth, bit_depth))
 
 
@@ -224,7 +233,7 @@ def deblur_files(
             report.failures.append(Failure(str(job.source), "out of memory; try --tile 512 (or smaller)"))
         except MemoryError:
             report.failures.append(Failure(str(job.source), "out of memory (the image is too large for this machine)"))
-        except OSError as error:  # ImageReadError, unwritable output folder, full disk
+        except (OSError, VerificationError) as error:  # ImageReadError, unwritable folder, full disk, NaN output
             report.failures.append(Failure(str(job.source), _reason(error, job.source)))
     return report
 

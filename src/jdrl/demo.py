@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jdrl.data.synthetic import SynthParams
+from jdrl.files import write_text
 
 if TYPE_CHECKING:  # the CLI imports this module to build its --help: no torch at import time
     import torch
@@ -349,7 +350,7 @@ def _write_report(out: Path, settings: DemoSettings, results: dict, table: dict,
     summary = (f"Scored on {len(results['input'].rows)} held-out pairs ({', '.join(settings.held_out)}) "
                f"against the true aligned image. JDRL vs pixel loss: {gain:+.2f} dB PSNR; geometric error "
                f"{table['jdrl']['flow_error']:.3f} px vs {table['pixel']['flow_error']:.3f} px.")
-    (out / "results.md").write_text(f"# jdrl demo\n\n{summary}\n\n{markdown(table)}\n")
+    write_text(out / "results.md", f"# jdrl demo\n\n{summary}\n\n{markdown(table)}\n")
     strips = _strips(out, results)
     models = [r for r in results if r != "input"]
     validation = _validation_figure(out, results, models)

@@ -92,3 +92,20 @@ def read_text(path: str | os.PathLike, max_bytes: int, what: str = "text file") 
     if "\x00" in text:
         raise ValueError(f"not a {what}: it holds binary data (NUL bytes)")
     return text
+
+
+#: how text jdrl writes (reports, logs, configs) encodes a file name that is not valid UTF-8: as a visible
+#: ``\udcXX`` escape, instead of failing the whole report at the last step
+WRITE_ERRORS = "backslashreplace"
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` as UTF-8 (undecodable file names escaped, :data:`WRITE_ERRORS`)."""
+    Path(path).write_text(text, encoding="utf-8", errors=WRITE_ERRORS)
+    return Path(path)
+
+
+def real_path(path: str | os.PathLike) -> Path:
+    """The absolute path with links followed, for comparing locations; a symlink loop stays as it is (where
+    ``Path.resolve`` raises ``RuntimeError``), so the reader that opens it names the loop."""
+    return Path(os.path.realpath(os.fspath(path)))

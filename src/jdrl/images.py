@@ -34,7 +34,7 @@ import stat
 import struct
 import threading
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -102,6 +102,7 @@ class _Header:
     orientation: int = 1  # EXIF/TIFF orientation, 1..8
     icc_profile: bytes | None = None
     orientation_offset: int | None = None  # TIFF: byte offset of the orientation value (SHORT), to neutralise it
+    bits: int | None = None  # bits per sample as stored (PNG and TIFF), to catch a decoder that reduces them
 
     @property
     def oriented_size(self) -> tuple[int, int]:
@@ -175,8 +176,14 @@ def _tiff_header(fp, head: bytes) -> _Header | None:
     entries = fp.read(12 * count)
     tags: dict[int, tuple[int, int]] = {}
     for i in range(len(entries) // 12):
-        tag, kind, _ = struct.unpack_from(order + "HHI", entries, 12 * i)
-        if kind == 3:  # SHORT
+        tag, kind, count = struct.unpack_from(order + "HHI", entries, 12 * i)
+        if kind == 3 and count > 2:  # SHORTs stored elsewhere (BitsPerSample of RGB): the first one
+            (where,) = struct.unpack_from(order + "I", entries, 12 * i + 8)
+            fp.seek(where)
+            first = fp.read(2)
+            if len(first) == 2:
+                tags[tag] = (struct.unpack(order + "H", first)[0], -1)
+        elif kind == 3:  # SHORT
             tags[tag] = (struct.unpack_from(order + "H", entries, 12 * i + 8)[0], ifd + 2 + 12 * i + 8)
         elif kind == 4:  # LONG
             tags[tag] = (struct.unpack_from(order + "I", entries, 12 * i + 8)[0], -1)
@@ -184,7 +191,7 @@ def _tiff_header(fp, head: bytes) -> _Header | None:
         return None
     orientation, offset = tags.get(274, (1, -1))
     return _Header(tags[256][0], tags[257][0], "TIFF", orientation if 1 <= orientation <= 8 else 1,
-                   orientation_offset=offset if offset >= 0 else None)
+                   orientation_offset=offset if offset >= 0 else None, bits=tags.get(258, (None, -1))[0])
 
 
 def _jpeg_header(fp) -> _Header | None:
@@ -213,11 +220,11 @@ def _jpeg_header(fp) -> _Header | None:
 def _own_header(fp) -> _Header | None:
     """PNG, JPEG and TIFF sizes (and the TIFF orientation tag) parsed by hand."""
     fp.seek(0)
-    head = fp.read(24)
+    head = fp.read(25)
     try:
         if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
             width, height = struct.unpack(">II", head[16:24])
-            return _Header(width, height, "PNG")
+            return _Header(width, height, "PNG", bits=head[24] if len(head) > 24 else None)
         if head[:2] == b"\xff\xd8":
             return _jpeg_header(fp)
         return _tiff_header(fp, head)
@@ -234,8 +241,9 @@ def _read_header(fp) -> _Header | None:
     if own is not None and own.format == "TIFF":
         # the stored size (Pillow reports TIFF orientations 5-8 already swapped) and where the
         # orientation value lies, to neutralise it
-        return _Header(own.width, own.height, pil.format, pil.orientation, pil.icc_profile, own.orientation_offset)
-    return pil
+        return _Header(own.width, own.height, pil.format, pil.orientation, pil.icc_profile, own.orientation_offset,
+                       own.bits)
+    return replace(pil, bits=own.bits) if own is not None and own.format == pil.format else pil
 
 
 # ------------------------------------------------------------------ reading
@@ -354,6 +362,25 @@ def _decode(path: Path, data: bytes | bytearray, limit: int) -> np.ndarray:
     return image
 
 
+JPEG_FILL = 128  # what libjpeg puts where the compressed data ended before the image its header describes
+JPEG_MCU = 8  # the smallest block a JPEG stores
+
+
+def _refuse_gray_fill(path: Path, image: np.ndarray) -> None:
+    """A JPEG whose data ends before the size its header claims (truncated, or a header that lies) decodes with
+    a warning on the terminal and the missing blocks filled with flat gray: refuse it instead of using that.
+
+    The test: the last block row is exactly 128 in every channel. A photo whose bottom 8 rows are exactly that
+    value is not something a camera makes; a file that really holds such a border can be converted to PNG.
+    """
+    if image.dtype != np.uint8 or image.shape[0] < 2 * JPEG_MCU:
+        return
+    if bool((image[-JPEG_MCU:] == JPEG_FILL).all()):
+        raise ImageReadError(f"{path}: the JPEG data ends before the {image.shape[1]}x{image.shape[0]} image its "
+                             "header describes (its last rows are the decoder's flat gray fill): the file is "
+                             "truncated or its header is wrong")
+
+
 def read_image_raw(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.ndarray:
     """Decode a file as stored (BGR order, native dtype), upright, raising a readable error.
 
@@ -377,6 +404,11 @@ def read_image_raw(path: str | os.PathLike, *, max_pixels: int | None = None) ->
                 struct.pack_into(order + "H", data, header.orientation_offset, 1)
     image = _decode(path, data, limit)
     del data
+    if header is not None and header.format in ("JPEG", "MPO"):
+        _refuse_gray_fill(path, image)
+    if header is not None and (header.bits or 0) > 8 and image.dtype == np.uint8:
+        raise ImageReadError(f"{path}: stores {header.bits}-bit samples, but OpenCV decodes this layout (e.g. gray + "
+                             f"alpha) as 8-bit; re-save it as a 16-bit PNG (gray, RGB or RGBA) so no precision is lost")
     _check_limit(path, image.shape[1], image.shape[0], limit)  # formats without a parsed header
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 2, 3, 4)):
         raise ImageReadError(f"{path}: unsupported layout of {image.shape} (expected gray, RGB or RGBA)")

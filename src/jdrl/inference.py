@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from jdrl.errors import ConfigError
 from jdrl.nets.tiling import FALLBACK, TileHint, tile_hint
 from jdrl.runtime import amp_dtype, net_device
 
@@ -189,14 +190,15 @@ def deblur_tensor(
     ignored on the CPU). ``progress`` wraps the list of tiles (e.g. a progress bar).
     """
     if overlap < 0:
-        raise ValueError(f"overlap must be >= 0, got {overlap}")
+        raise ConfigError(f"the tile overlap must be >= 0, got {overlap}")
     multiple = getattr(net, "size_multiple", 1)
     padded, (height, width) = pad_to_multiple(image, multiple)
     side = None if tile is None else resolve_tile(tile, height, width, net_device(net), tile_hint(net))
     if side is not None:
         side = math.ceil(side / multiple) * multiple
         if overlap >= side:
-            raise ValueError(f"overlap ({overlap}) must be smaller than the tile ({side})")
+            raise ConfigError(f"the tile ({side} px) must be larger than the overlap of neighbouring tiles ({overlap} px): "
+                              "choose a larger --tile or a smaller --overlap")
     if side is None or max(padded.shape[-2:]) <= side:
         output = _forward(net, padded, amp).to(image.device)
     else:

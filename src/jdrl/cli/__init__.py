@@ -29,19 +29,36 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _Parser(argparse.ArgumentParser):
+    """argparse, whose one error line also says when a word of the command line that starts with ``-`` is a file
+    (``-photo.png`` reads as an option: "expected one argument" would otherwise be all the user sees)."""
+
+    words: Sequence[str] = ()
+
+    def error(self, message: str):  # noqa: ANN201 - argparse's signature (NoReturn)
+        files = [word for word in self.words if word.startswith("-") and len(word) > 1 and os.path.lexists(word)]
+        if files:
+            message += (f" ({files[0]} is a file name that starts with '-', which reads as an option: write "
+                        f"./{files[0]} instead)")
+        super().error(message)
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The parser of every command; ``argv`` (the words to parse) only improves its error messages."""
     from jdrl import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="jdrl",
         description="Train and use defocus-deblurring networks on misaligned image pairs (JDRL).",
     )
+    parser.words = tuple(argv)
     parser.add_argument("--version", action="version", version=f"jdrl {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the Python traceback of any error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(module_name)
         command = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        command.words = parser.words
         module.add_arguments(command)
         command.set_defaults(run=module.run)
     return parser
@@ -60,8 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     from jdrl.errors import USER_ERRORS
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    _escape_undecodable_names()
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(words)
+    args = parser.parse_args(words)
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
@@ -81,6 +100,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.environ.pop("JDRL_MAX_PIXELS", None)
         else:
             os.environ["JDRL_MAX_PIXELS"] = saved_limit
+
+
+def _escape_undecodable_names() -> None:
+    """A file name that is not UTF-8 (Python keeps its bytes as surrogates) is printed escaped instead of failing."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if callable(reconfigure):
+            reconfigure(errors="backslashreplace")
 
 
 def _report(command: str, error: Exception, user_errors: tuple) -> int:

@@ -63,7 +63,7 @@ def positive_finite(text: str) -> float:
 
 def add_max_pixels(parser: argparse.ArgumentParser) -> None:
     """``--max-pixels N``: the pixel limit of every image the command reads (default: $JDRL_MAX_PIXELS or 268 MP)."""
-    parser.add_argument("--max-pixels", type=positive_int, metavar="N",
+    parser.add_argument("--max-pixels", type=int_in(1, 2**40), metavar="N",
                         help="refuse images of more than N pixels before decoding them (default: $JDRL_MAX_PIXELS, "
                              "else 16384x16384)")
 
@@ -87,3 +87,11 @@ def add_trust_code(parser: argparse.ArgumentParser, help_text: str = TRUST_CODE_
     """``--trust-code``: the explicit consent to import a network named by a file (Hugging Face's
     ``trust_remote_code``); never a config value, so no file can give it to itself."""
     parser.add_argument("--trust-code", action="store_true", help=help_text)
+
+
+#: the largest image side, tile or crop an argument accepts (px), and the largest count
+MAX_SIDE = 65_536
+MAX_COUNT = 10**9
+side_in_px = int_in(1, MAX_SIDE)
+count = int_in(1, MAX_COUNT)
+

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from jdrl.cli.arguments import add_max_pixels, apply_max_pixels, positive_int
+from jdrl.cli.arguments import add_max_pixels, apply_max_pixels, side_in_px
 
 HELP = "inspect datasets (jdrl data check PATH)"
 
@@ -25,8 +25,9 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     check = sub.add_parser("check", help="print the layout, pair count, sizes and every problem; exit 1 if any")
+    check.words = getattr(parser, "words", ())  # type: ignore[attr-defined]  # the command line, for error hints
     add_source_arguments(check)
-    check.add_argument("--min-size", type=positive_int, help="flag images smaller than this (e.g. the crop size)")
+    check.add_argument("--min-size", type=side_in_px, help="flag images smaller than this (e.g. the crop size)")
     check.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

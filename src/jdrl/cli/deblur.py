@@ -7,7 +7,7 @@ import argparse
 import sys
 import time
 
-from jdrl.cli.arguments import add_max_pixels, add_trust_code, apply_max_pixels
+from jdrl.cli.arguments import MAX_SIDE, add_max_pixels, add_trust_code, apply_max_pixels
 
 HELP = "deblur images of any size with a trained checkpoint (tiled, 8/16-bit PNG out)"
 
@@ -20,8 +20,8 @@ def tile_argument(text: str) -> int | str:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of pixels or 'auto', got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"tile must be positive, got {value}")
+    if not 0 < value <= MAX_SIDE:
+        raise argparse.ArgumentTypeError(f"tile must be between 1 and {MAX_SIDE} px, got {value}")
     return value
 
 
@@ -30,8 +30,8 @@ def non_negative(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number of pixels, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    if not 0 <= value <= MAX_SIDE:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_SIDE} px, got {value}")
     return value
 
 

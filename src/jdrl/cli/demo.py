@@ -8,25 +8,25 @@ HELP = "train pixel-loss and JDRL models on bundled photos and compare them (off
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from jdrl.cli.arguments import int_in, positive_finite
+    from jdrl.cli.arguments import float_in, int_in
     from jdrl.demo import DemoSettings
 
     defaults = DemoSettings()
     parser.add_argument("--out", default="jdrl-demo", help="report folder (default: %(default)s)")
-    parser.add_argument("--steps", type=int_in(1), default=defaults.steps, help="training steps per model (default: %(default)s)")
+    parser.add_argument("--steps", type=int_in(1, 10**7), default=defaults.steps, help="training steps per model (default: %(default)s)")
     parser.add_argument("--net", default=defaults.net, help="the network, any of `jdrl nets` (default: %(default)s)")
     parser.add_argument("--net-options", type=_json_dict, default=None, metavar="JSON",
                         help="the network's options as JSON (default: the demo's for its network)")
-    parser.add_argument("--width", type=positive_finite, default=None,
+    parser.add_argument("--width", type=float_in(0.001, 16), default=None,
                         help=f"UNet width multiplier, with --net unet (default: {defaults.width})")
-    parser.add_argument("--lr", type=positive_finite, default=defaults.lr, help="learning rate (default: %(default)s)")
-    parser.add_argument("--val-every", type=int_in(0), default=defaults.val_every,
+    parser.add_argument("--lr", type=float_in(1e-9, 10), default=defaults.lr, help="learning rate (default: %(default)s)")
+    parser.add_argument("--val-every", type=int_in(0, 10**7), default=defaults.val_every,
                         help="score the held-out pairs every N steps, for the report's curves; 0: only at the end "
                              "(default: %(default)s)")
-    parser.add_argument("--batch", type=int_in(1), default=defaults.batch, help="batch size (default: %(default)s)")
+    parser.add_argument("--batch", type=int_in(1, 4096), default=defaults.batch, help="batch size (default: %(default)s)")
     parser.add_argument("--device", default=defaults.device, help="cpu or cuda (default: %(default)s)")
     parser.add_argument("--oracle", action="store_true", help="also train on perfectly aligned pairs (the upper bound)")
-    parser.add_argument("--seed", type=int_in(0), default=defaults.seed)
+    parser.add_argument("--seed", type=int_in(0, 2**32 - 1), default=defaults.seed)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from jdrl.cli.arguments import add_trust_code, apply_max_pixels, int_in, non_negative_int, positive_int
+from jdrl.cli.arguments import add_trust_code, apply_max_pixels, count, int_in
+from jdrl.files import real_path
 from jdrl.vocabulary import BORDER_MODES, MASK_MODES, PROTOCOLS, WARP_CONVENTIONS
 
 HELP = "score a checkpoint or the blurry input: metrics vs GT, deformed GT (and truth on synthetic data)"
@@ -21,8 +22,12 @@ BORDER_CHOICES = BORDER_MODES  # defined once, in jdrl.vocabulary (torch-free: `
 MASK_CHOICES = MASK_MODES
 
 
+MAX_SYNTHETIC_N = 100_000  # pairs made in memory before scoring: a bound a user reaches only on purpose
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from jdrl.cli.data import add_source_arguments
+    from jdrl.data.synthetic import MISALIGNMENT_PRESETS
 
     add_source_arguments(parser)  # with --max-pixels
     parser.set_defaults(split="test")
@@ -49,11 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "crops (unet: top-left to x16, mprnet: centre to x8; the paper protocol's default)")
     how.add_argument("--mask", default="reference", choices=MASK_CHOICES,
                      help="calibration-mask rule drawn in the report strips (default: %(default)s, as released)")
-    how.add_argument("--tile", type=positive_int, help="tile size for tiled inference (large images, little memory)")
+    how.add_argument("--tile", type=int_in(16, 65_536), help="tile size for tiled inference (large images, little memory)")
     how.add_argument("--amp", choices=["bf16", "fp16"], help="mixed precision inference on CUDA")
     how.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto (default: %(default)s)")
     how.add_argument("--no-lpips", action="store_true", help="skip LPIPS (it is skipped anyway without its weights)")
-    how.add_argument("--limit", type=positive_int, help="score only the first N images")
+    how.add_argument("--limit", type=count, help="score only the first N images")
     how.add_argument("--skip-bad", action="store_true",
                      help="leave out pairs with a missing, unreadable or mismatched file (default: stop and list them)")
     out = parser.add_argument_group("output")
@@ -64,11 +69,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--report", help="also write an HTML report (index.html + strips) into this folder")
     out.add_argument("--quiet", action="store_true", help="no progress bar")
     synth = parser.add_argument_group("synthetic data (DATA = synthetic)")
-    synth.add_argument("--synthetic-n", type=positive_int, default=8, help="number of pairs (default: %(default)s)")
+    synth.add_argument("--synthetic-n", type=int_in(1, MAX_SYNTHETIC_N), default=8,
+                       help=f"number of pairs, made in memory: at most {MAX_SYNTHETIC_N:,} (default: %(default)s)")
     synth.add_argument("--synthetic-size", type=int_in(16, 8192), default=128, help="side in px (default: %(default)s)")
-    synth.add_argument("--misalignment", choices=["none", "dpdd", "sdd", "severe"],
+    synth.add_argument("--misalignment", choices=list(MISALIGNMENT_PRESETS),
                        help="misalignment preset (default: jdrl synth's)")
-    synth.add_argument("--seed", type=non_negative_int, default=0, help="seed of the synthetic pairs (default: %(default)s)")
+    synth.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0, help="seed of the synthetic pairs (default: %(default)s)")
 
 
 # ----------------------------------------------------------------------------- pieces
@@ -125,7 +131,7 @@ def data_name(args: argparse.Namespace) -> str:
     if args.path == SYNTHETIC:
         return SYNTHETIC
     path = Path(args.path)
-    name = (path.stem if path.is_file() else path.resolve().name) or "data"
+    name = (path.stem if path.is_file() else real_path(path).name) or "data"
     return f"{name}-{args.split}" if args.layout in ("auto", "dpdd") and (path / f"{args.split}_c").is_dir() else name
 
 

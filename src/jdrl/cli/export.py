@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from jdrl.cli.arguments import add_trust_code, int_in, positive_int
+from jdrl.cli.arguments import add_trust_code, int_in, side_in_px
+from jdrl.files import real_path
 
 HELP = ("export a checkpoint's network to ONNX (dynamic batch/height/width, verified with onnxruntime) or to a "
         "shareable safetensors model folder")
@@ -29,8 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ONNX opset (default: %(default)s; the dynamo exporter writes 18 or newer)")
     parser.add_argument("--exporter", choices=("auto", "dynamo", "torchscript"), default="auto",
                         help="auto (default): torch.onnx's dynamo exporter, the TorchScript one if that fails")
-    parser.add_argument("--height", type=positive_int, default=256, help="example height used for tracing (default: %(default)s)")
-    parser.add_argument("--width", type=positive_int, default=256, help="example width used for tracing (default: %(default)s)")
+    parser.add_argument("--height", type=side_in_px, default=256, help="example height used for tracing (default: %(default)s)")
+    parser.add_argument("--width", type=side_in_px, default=256, help="example width used for tracing (default: %(default)s)")
     parser.add_argument("--no-verify", action="store_true",
                         help="skip the check (onnxruntime comparison; reading the safetensors folder back)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out (default: refuse)")
@@ -44,7 +45,7 @@ def refuse_existing_output(args: argparse.Namespace) -> None:
 
     out = Path(args.out).expanduser()
     source = Path(args.checkpoint).expanduser()
-    if source.exists() and (out.resolve() == source.resolve() or source.resolve().is_relative_to(out.resolve())):
+    if source.exists() and (real_path(out) == real_path(source) or real_path(source).is_relative_to(real_path(out))):
         raise UsageError(f"-o {args.out} is the checkpoint being exported (or holds it); choose another --out")
     if args.format == "safetensors":
         if out.exists() and not out.is_dir():

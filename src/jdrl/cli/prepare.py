@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = PatchSpec()
     add_source_arguments(parser)
     parser.add_argument("-o", "--out", required=True, help="output folder (gets blur/ and gt/)")
-    parser.add_argument("--patch", type=int_in(8), default=defaults.patch, help="patch side in px (default: %(default)s)")
+    parser.add_argument("--patch", type=int_in(8, 65_536), default=defaults.patch, help="patch side in px (default: %(default)s)")
     parser.add_argument("--overlap", type=float_in(0, 1, high_open=True), default=defaults.overlap, help="overlap fraction (default: %(default)s)")
     parser.add_argument("--drop", type=float_in(0, 1, high_open=True), default=defaults.drop, help="fraction of least sharp patches dropped (default: %(default)s)")
     parser.add_argument("--skip-bad", action="store_true", help="leave out bad pairs instead of stopping")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from jdrl.cli.arguments import non_negative_int, positive_int
+from jdrl.cli.arguments import int_in
+from jdrl.files import real_path
 
+MAX_SYNTH_PAIRS = 10_000_000  # ~20 days of writing at 256 px on 2 cores: a bound a user reaches only on purpose
 HELP = "synthesize misaligned defocus pairs (blur/, gt/, aligned/, flow/, occlusion/, meta.jsonl)"
 
 #: the misalignment options: (flag, SynthParams field, type, help)
@@ -25,15 +27,20 @@ MISALIGNMENT_OPTIONS = (
 )
 
 
+#: options whose values SynthParams' declared ranges check (every violation at once, named by its field)
+CHECKED_BY_SYNTHPARAMS = ("--r-max", "--local-size", "--exposure", "--noise", *(flag for flag, *_ in MISALIGNMENT_OPTIONS))
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from jdrl.data.synthetic import MISALIGNMENT_PRESETS, SynthParams
 
     defaults = SynthParams()
     parser.add_argument("source", nargs="?", help="folder of sharp images (default: scikit-image's sample photos)")
-    parser.add_argument("-n", type=positive_int, default=16, help="number of pairs (default: %(default)s)")
+    parser.add_argument("-n", type=int_in(1, MAX_SYNTH_PAIRS), default=16,
+                        help=f"number of pairs, at most {MAX_SYNTH_PAIRS:,} (default: %(default)s)")
     parser.add_argument("-o", "--out", required=True, help="output folder")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default: %(default)s)")
-    parser.add_argument("--size", type=int, default=defaults.size, help="side of each pair in px (default: %(default)s)")
+    parser.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0, help="random seed (default: %(default)s)")
+    parser.add_argument("--size", type=int_in(16, 8192), default=defaults.size, help="side of each pair in px (default: %(default)s)")
     parser.add_argument("--r-max", type=float, default=defaults.r_max, help="largest blur radius in px (default: %(default)s)")
     parser.add_argument(
         "--misalignment",
@@ -83,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
 
         from jdrl.errors import UsageError
 
-        out, source = Path(args.out).expanduser().resolve(), Path(args.source).expanduser().resolve()
+        out, source = real_path(Path(args.out).expanduser()), real_path(Path(args.source).expanduser())
         if out == source or out.is_relative_to(source) or source.is_relative_to(out):
             raise UsageError(f"-o {args.out}: the output must lie outside the source folder {args.source} "
                              "(and not hold it)")

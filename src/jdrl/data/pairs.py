@@ -17,6 +17,7 @@ one :class:`DatasetError` listing every path, so a run never dies mid-way.
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jdrl.errors import DatasetError, ImageReadError, UsageError
+from jdrl.files import file_problem, folder_problem, read_text
 from jdrl.images import is_image_file, read_image_raw
 
 BLUR_NAMES = ("blur", "blurry", "blurred", "input", "inputs", "source", "lq", "degraded")
@@ -107,22 +109,53 @@ def match_folders(blur_dir: Path, sharp_dir: Path, aligned_dir: Path | None = No
     return pairs, problems
 
 
+MAX_CSV_BYTES = 64 * 2**20  # a list of a million pairs; a larger "CSV" is not a pair list
+MAX_CSV_FIELD = 4096  # a path longer than PATH_MAX is not a path
+
+
+def _csv_rows(path: Path) -> list[tuple[int, list[str]]]:
+    """``(row number, fields)`` of a CSV pair list's data rows; ``DatasetError`` when it is not one."""
+    try:
+        text = read_text(path, MAX_CSV_BYTES, "CSV list of pairs")
+    except ValueError as error:
+        raise DatasetError(str(path), [Problem(path, str(error))]) from None
+    rows: list[list[str]] = []
+    try:
+        for row in csv.reader(io.StringIO(text, newline="")):
+            if any(len(field) > MAX_CSV_FIELD for field in row):
+                raise DatasetError(str(path), [Problem(path, f"row {len(rows) + 1}: a field of over {MAX_CSV_FIELD} "
+                                                             "characters is not a path")])
+            rows.append(row)
+    except csv.Error as error:
+        raise DatasetError(str(path), [Problem(path, f"not a readable CSV list of pairs ({error})")]) from None
+    numbered = [(line, row) for line, row in enumerate(rows, start=1) if row and not row[0].startswith("#")]
+    if numbered and [c.strip().lower() for c in numbered[0][1][:2]] == ["blur", "sharp"]:
+        numbered = numbered[1:]
+    return numbered
+
+
 def _csv_pairs(path: Path) -> tuple[list[ImagePair], list[Problem]]:
     problems: list[Problem] = []
     pairs: list[ImagePair] = []
-    with open(path, newline="") as handle:
-        rows = [row for row in csv.reader(handle) if row and not row[0].startswith("#")]
-    if rows and [c.strip().lower() for c in rows[0][:2]] == ["blur", "sharp"]:
-        rows = rows[1:]
     names: Counter[str] = Counter()
-    for line, row in enumerate(rows, start=1):
+    listed: dict[tuple[Path, Path], int] = {}
+    rows = _csv_rows(path)
+    if not rows:
+        problems.append(Problem(path, "lists no pairs (expected rows blur,sharp of paths relative to the file)"))
+    for line, row in rows:
         if len(row) < 2:
             problems.append(Problem(path, f"row {line}: expected two columns blur,sharp"))
             continue
         blur, sharp = (path.parent / row[0].strip(), path.parent / row[1].strip())
-        missing = [p for p in (blur, sharp) if not p.is_file()]
-        problems += [Problem(p, f"listed in {path.name} row {line} but missing") for p in missing]
-        if not missing:
+        if (blur, sharp) in listed:
+            problems.append(Problem(path, f"row {line} repeats the pair of row {listed[blur, sharp]} "
+                                          f"({row[0].strip()}, {row[1].strip()}); it would count twice"))
+            continue
+        listed[blur, sharp] = line
+        bad = [(p, file_problem(p)) for p in (blur, sharp)]
+        bad = [(p, "listed but missing" if why == "no such file" else why) for p, why in bad if why]
+        problems += [Problem(p, f"{why} (listed in {path.name} row {line})") for p, why in bad]
+        if not bad:
             names[blur.stem] += 1
             name = blur.stem if names[blur.stem] == 1 else f"{blur.stem}_{names[blur.stem]}"
             pairs.append(ImagePair(name, blur, sharp))
@@ -139,10 +172,17 @@ def _named_subfolders(root: Path) -> tuple[Path | None, Path | None]:
 def detect_layout(root: str | os.PathLike) -> str:
     """Name the layout of ``root`` (see the module docstring), or raise ``DatasetError``."""
     root = Path(root)
-    if root.is_file() and root.suffix.lower() == ".csv":
-        return "csv"
-    if not root.is_dir():
+    if root.suffix.lower() == ".csv" and file_problem(root) != "no such file":
+        return "csv"  # whatever it is, the CSV reader names what is wrong with it
+    problem = folder_problem(root)
+    if problem == "no such folder":
         raise DatasetError(str(root), [Problem(root, "no such folder or CSV file")])
+    if problem == "is not a folder":
+        what = file_problem(root) or "is a file"
+        raise DatasetError(str(root), [Problem(root, f"{what.removesuffix(', not a file')}: a dataset is a folder "
+                                                     "(or a .csv list of pairs)")])
+    if problem:
+        raise DatasetError(str(root), [Problem(root, problem)])
     if any((root / f"{split}_c" / "source").is_dir() for split in DPDD_SPLITS):
         return "dpdd"
     if all((root / d).is_dir() for d in ("blur", "gt", "aligned")):

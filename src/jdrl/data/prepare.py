@@ -21,6 +21,7 @@ import numpy as np
 
 from jdrl.data.pairs import PairSet
 from jdrl.errors import ConfigError, UsageError
+from jdrl.files import real_path
 from jdrl.images import read_image_with_depth, write_image
 
 
@@ -71,10 +72,10 @@ def sharpness(patch: np.ndarray) -> float:
 def check_output(pair_set: PairSet, out_dir: str | os.PathLike, overwrite: bool = False) -> None:
     """Refuse an output folder that is, or lies inside, the dataset read (or holds it), and - without
     ``overwrite`` - one whose ``blur/`` or ``gt/`` already holds files (patches would mix with them)."""
-    out = Path(out_dir).expanduser().resolve()
-    root = Path(pair_set.root).expanduser().resolve()
+    out = real_path(Path(out_dir).expanduser())
+    root = real_path(Path(pair_set.root).expanduser())
     inputs = {root if root.is_dir() else root.parent}
-    inputs |= {p.resolve().parent for pair in pair_set.pairs for p in (pair.blur, pair.sharp)}
+    inputs |= {real_path(p).parent for pair in pair_set.pairs for p in (pair.blur, pair.sharp)}
     for folder in sorted(inputs):
         if out == folder or out.is_relative_to(folder) or folder.is_relative_to(out):
             raise UsageError(f"-o {out_dir}: the output must lie outside the dataset it reads ({folder}); "

@@ -70,6 +70,8 @@ import numpy as np
 
 from jdrl.config import Range, ranged
 from jdrl.data.augment import dihedral
+from jdrl.errors import DatasetError
+from jdrl.files import folder_problem
 from jdrl.images import is_image_file, read_image, write_image
 
 #: colour photographs shipped inside scikit-image (no download needed)
@@ -205,9 +207,12 @@ def default_sources(names: Sequence[str] = DEFAULT_SOURCE_NAMES) -> list[tuple[s
 
 def folder_sources(folder: str | os.PathLike) -> list[tuple[str, np.ndarray]]:
     """Every image in ``folder`` (sorted by name) as ``(stem, float RGB)``."""
+    problem = folder_problem(folder)
+    if problem:
+        raise DatasetError(str(folder), [f"{folder}: {problem} (the sharp photos to synthesize from are a folder)"])
     paths = sorted(p for p in Path(folder).iterdir() if p.is_file() and is_image_file(p))
     if not paths:
-        raise FileNotFoundError(f"{folder}: no images to synthesize from")
+        raise DatasetError(str(folder), [f"{folder}: no images to synthesize from"])
     return [(p.stem, read_image(p)) for p in paths]
 
 

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 from jdrl.errors import DatasetError
+from jdrl.files import real_path
 
 __all__ = ["plot_run", "plot_validation", "read_numeric_csv"]
 
@@ -125,7 +126,7 @@ def plot_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, d
         _draw(axis, series, title, log_scale, legend)
     for axis in list(axes.flat)[len(panels):]:
         axis.axis("off")
-    figure.suptitle(f"{run.resolve().name}" + ("" if val else "  (no val.csv)"))
+    figure.suptitle(f"{real_path(run).name}" + ("" if val else "  (no val.csv)"))
     figure.tight_layout(rect=(0, 0, 1, 1 - 0.3 / figure.get_figheight()))  # room for the title
     target = Path(out) if out is not None else run / "curves.png"
     if not 1 <= dpi <= 2400:

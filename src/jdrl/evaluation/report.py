@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from jdrl.evaluation.protocol import METRIC_COLUMNS, PANEL_SIDE, EvalResult, thumbnail
+from jdrl.files import WRITE_ERRORS, write_text
 
 __all__ = [
     "StripWriter",
@@ -162,7 +163,7 @@ def write_results(results: EvalResult | Sequence[EvalResult], out_dir: str | os.
     out.mkdir(parents=True, exist_ok=True)
     columns = union_columns(results)
     paths = {"csv": out / "metrics.csv", "json": out / "summary.json", "md": out / "summary.md"}
-    with open(paths["csv"], "w", newline="") as handle:
+    with open(paths["csv"], "w", newline="", encoding="utf-8", errors=WRITE_ERRORS) as handle:
         writer = csv.writer(handle)
         writer.writerow(["name", "result", *columns])
         for result in results:
@@ -177,7 +178,7 @@ def write_results(results: EvalResult | Sequence[EvalResult], out_dir: str | os.
         "versions": versions(),
     }
     paths["json"].write_text(json.dumps(_json_safe(summary), indent=2, allow_nan=False) + "\n")
-    paths["md"].write_text(summary_markdown(results))
+    write_text(paths["md"], summary_markdown(results))
     return paths
 
 
@@ -380,5 +381,5 @@ def write_report(
             f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>\n<body>\n"
             + "\n".join(body) + "\n</body></html>\n")
     path = report / "index.html"
-    path.write_text(page, encoding="utf-8")
+    write_text(path, page)
     return path

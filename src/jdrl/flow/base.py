@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from jdrl.errors import WeightsError
+from jdrl.files import file_problem
 from jdrl.registry import Registry
 from jdrl.weights import read_state_dict
 
@@ -34,6 +35,7 @@ class FlowEstimator(nn.Module):
     """
 
     size_multiple: int = 1
+    min_side: int = 1  # smaller inputs are brought up to this side (DIS refuses images under 12 px)
     resize_mode: str = "resize"
 
     def __init__(self) -> None:
@@ -59,7 +61,7 @@ class FlowEstimator(nn.Module):
         a, b = a.detach().float(), b.detach().float()
         height, width = a.shape[-2:]
         m = self.size_multiple
-        target_h, target_w = math.ceil(height / m) * m, math.ceil(width / m) * m
+        target_h, target_w = (math.ceil(max(side, self.min_side) / m) * m for side in (height, width))
         if (target_h, target_w) == (height, width):
             return self.estimate(a, b)
         if self.resize_mode == "pad":
@@ -80,7 +82,9 @@ def weights_for(path: str | os.PathLike | None, estimator: str, hint: str = "") 
     if path is None:
         raise WeightsError(f"flow estimator {estimator!r} needs a weight file (weights=PATH). {hint} "
                            f"Other estimators: {others} (dis needs no weights).")
-    if not Path(path).expanduser().is_file():
-        raise WeightsError(f"flow estimator {estimator!r}: weight file {path} not found. {hint} "
+    problem = file_problem(Path(path).expanduser())
+    if problem in ("no such file", "is a folder, not a file"):
+        raise WeightsError(f"flow estimator {estimator!r}: weight file {path} "
+                           f"{'not found' if problem == 'no such file' else 'is a folder'}. {hint} "
                            f"Other estimators: {others} (dis needs no weights).")
     return read_state_dict(path)

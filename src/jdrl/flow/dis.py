@@ -23,6 +23,9 @@ def _grey_u8(image: torch.Tensor) -> np.ndarray:
 class DISFlow(FlowEstimator):
     """Dense Inverse Search on grey 8-bit images, one pair at a time on the CPU."""
 
+    min_side = 16  # OpenCV's DIS needs a side of 12 px: tiny images are edge-padded, the flow cropped back
+    resize_mode = "pad"
+
     def __init__(self, preset: str = "medium", finest_scale: int | None = None):
         super().__init__()
         if preset not in PRESETS:

@@ -24,6 +24,7 @@ import torch
 
 from jdrl.config import dump_yaml, to_dict
 from jdrl.errors import ConfigError, MissingDependencyError
+from jdrl.files import WRITE_ERRORS
 from jdrl.training.config import TrainConfig
 
 
@@ -44,7 +45,7 @@ class CsvLog:
         if exists:
             with open(path, newline="") as handle:
                 columns = tuple(next(csv.reader(handle)))
-        self._handle = open(path, "a" if exists else "w", newline="")
+        self._handle = open(path, "a" if exists else "w", newline="", encoding="utf-8", errors=WRITE_ERRORS)
         self._writer = csv.DictWriter(self._handle, fieldnames=list(columns), extrasaction="ignore")
         if not exists:
             self._writer.writeheader()
@@ -217,7 +218,7 @@ class RunLog:
         run_dir.mkdir(parents=True, exist_ok=True)
         dump_yaml(config, run_dir / "config.yaml")
         (run_dir / "version.txt").write_text("\n".join(f"{k}: {v}" for k, v in versions.items()) + "\n")
-        self._text = open(run_dir / "train.log", "a")
+        self._text = open(run_dir / "train.log", "a", encoding="utf-8", errors=WRITE_ERRORS)
         parts = [p for p in loss_parts if p != "total"]
         self._train_csv = CsvLog(run_dir / "log.csv", ("step", "epoch", "lr", "loss", *parts, "skipped", "seconds"),
                                  append=resumed)

@@ -41,6 +41,7 @@ from jdrl.checkpoint import (
 from jdrl.config import to_dict, validate
 from jdrl.data.datasets import stack_samples
 from jdrl.errors import ConfigError, TrainingError, TrainingInterrupted, WeightsError
+from jdrl.files import file_problem
 from jdrl.losses import JDRLLoss
 from jdrl.nets import has_training_outputs, split_training_outputs
 from jdrl.nets.factory import NetSpec, build_registered, describe, read_weights
@@ -240,8 +241,9 @@ class Trainer:
         self._remove_stale_temporaries()
         if resume != "auto":
             path = Path(resume)
-            if not path.is_file():
-                raise WeightsError(f"--resume {path}: no such checkpoint")
+            problem = file_problem(path)
+            if problem:
+                raise WeightsError(f"--resume {path}: {'no such checkpoint' if problem == 'no such file' else problem}")
             return path
         good, bad = scan_run(self.run_dir)
         for path, reason in bad:
@@ -313,7 +315,19 @@ class Trainer:
                 self.log.close()
         distributed.barrier(self.dist)
         distributed.teardown(self.dist)
+        self._refuse_a_run_that_never_stepped()
         return self.run_dir
+
+    def _refuse_a_run_that_never_stepped(self) -> None:
+        """A run whose every step was skipped (non-finite loss or gradient) trained nothing: not a success."""
+        bad = self.state.stats.bad_steps
+        if bad and bad >= self.step:
+            raise TrainingError(f"every one of the {self.step} step(s) had a non-finite loss or gradient and was "
+                                f"skipped: the network did not train (its initial weights are in {self.run_dir}). "
+                                "Check loss.* and optim.* (e.g. a very large loss.alpha or optim.lr) and the data")
+        if bad and self.dist.main and not self.quiet:
+            print(f"note: {bad} of {self.step} steps were skipped for a non-finite loss or gradient (log.csv, "
+                  "bad_steps)", file=sys.stderr)
 
     def selected(self) -> Path:
         """The run's result: ``best.pt`` with ``run.select=best`` (when one was kept), else ``last.pt``."""
