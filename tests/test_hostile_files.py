@@ -152,6 +152,7 @@ CSV_CASES = {
     "missing-file": (lambda: b"blur,sharp\nblur/zzz.png,gt/a.png\n", 1, "zzz.png"),
     "a-folder-listed": (lambda: b"blur,sharp\nblur,gt/a.png\n", 1, "folder"),
     "header-only": (lambda: b"blur,sharp\n", 1, "lists no pairs"),
+    "header-input-gt": (lambda: b"input,gt\nblur/a.png,gt/a.png\n", 0, ""),
     "crlf": (lambda: b"blur,sharp\r\nblur/a.png,gt/a.png\r\nblur/b.png,gt/b.png\r\n", 0, ""),
 }
 

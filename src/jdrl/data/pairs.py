@@ -129,9 +129,15 @@ def _csv_rows(path: Path) -> list[tuple[int, list[str]]]:
     except csv.Error as error:
         raise DatasetError(str(path), [Problem(path, f"not a readable CSV list of pairs ({error})")]) from None
     numbered = [(line, row) for line, row in enumerate(rows, start=1) if row and not row[0].startswith("#")]
-    if numbered and [c.strip().lower() for c in numbered[0][1][:2]] == ["blur", "sharp"]:
+    if numbered and _is_header(numbered[0][1]):
         numbered = numbered[1:]
     return numbered
+
+
+def _is_header(row: list[str]) -> bool:
+    """``blur,sharp`` or any pair of the folder names the folder layout accepts (``input,gt``, ...)."""
+    names = [c.strip().lower() for c in row[:2]]
+    return len(names) == 2 and names[0] in BLUR_NAMES and names[1] in SHARP_NAMES
 
 
 def _csv_pairs(path: Path) -> tuple[list[ImagePair], list[Problem]]:
