@@ -108,13 +108,44 @@ def test_compiled_reblurring_equals_the_direct_oracle(rng):
     assert (grad - oracle_grad).abs().max().item() <= 1e-4
 
 
+COMPILE_RUN = ["net.options={width: 0.0625, dropout: 0.0}", "schedule.unit=step", "schedule.total=2", "data.crop=32",
+               "data.batch_size=2", "data.synthetic={train: 4, val: 0, size: 48}", "run.deterministic=true"]
+
+
+@pytest.mark.parametrize("wanted", [True, False])
+def test_run_compile_is_what_runs_the_network(tmp_path, monkeypatch, wanted):
+    """run.compile reaches the training step: the network passes through torch.compile, and what torch.compile
+    returned is what runs every step (a stand-in compiler here: the real one takes minutes on a CPU)."""
+    import torch
+
+    from jdrl.training import train
+
+    compiled, calls = [], []
+
+    def fake_compile(function, *args, **kwargs):
+        compiled.append(function)
+
+        def run(*inputs):
+            calls.append(inputs[0].shape)
+            return function(*inputs)
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    train("pixel", [*COMPILE_RUN, f"run.compile={str(wanted).lower()}"], run_dir=tmp_path, quiet=True)
+    if wanted:
+        assert len(compiled) == 1 and isinstance(compiled[0], torch.nn.Module)
+        assert len(calls) == 2  # one compiled forward per training step
+    else:
+        assert compiled == [] and calls == []
+
+
 @pytest.mark.skipif(not COMPILE, reason=COMPILE_REASON)
 def test_run_compile_trains_the_same_network(tmp_path):
     from jdrl.checkpoint import read_checkpoint
     from jdrl.training import train
 
-    common = ["net.options={width: 0.0625, dropout: 0.0}", "schedule.unit=step", "schedule.total=2", "data.crop=32",
-              "data.batch_size=2", "data.synthetic={train: 4, val: 0, size: 48}", "run.deterministic=true"]
+    common = COMPILE_RUN
     plain = train("pixel", common, run_dir=tmp_path / "plain", quiet=True)
     compiled = train("pixel", [*common, "run.compile=true"], run_dir=tmp_path / "compiled", quiet=True)
     a = read_checkpoint(plain / "last.pt")["net"]["state_dict"]

@@ -183,7 +183,8 @@ class Trainer:
         if config.run.channels_last and self.device.type == "cuda":
             self.net.to(memory_format=torch.channels_last)
         self.ema = WeightEMA(self.net, config.run.ema_decay, config.run.ema_warmup) if config.run.ema_decay else None
-        self.objective: nn.Module = Objective(self.net, self.loss, net_name=self.net_spec.name)
+        self.objective: nn.Module = Objective(self.net, self.loss, compile_net=config.run.compile,
+                                              net_name=self.net_spec.name)
         if self.dist.enabled:
             self.objective = nn.parallel.DistributedDataParallel(
                 self.objective,
