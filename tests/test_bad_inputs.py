@@ -386,6 +386,8 @@ CASES += [
     case("eval-limit-0", "eval {W}/good --baseline input --limit 0 --out {T}/e", "--limit", "0"),
     case("eval-limit-neg", "eval {W}/good --baseline input --limit -2 --out {T}/e", "--limit", "-2"),
     case("eval-tile-0", "eval {W}/good --baseline input --tile 0 --out {T}/e", "--tile", "0"),
+    case("eval-overlap-ge-tile", "eval {W}/good --baseline input --tile 32 --overlap 32 --out {T}/e", "--overlap", "32"),
+    case("eval-overlap-neg", "eval {W}/good --baseline input --overlap -1 --out {T}/e", "--overlap", "-1"),
     case("eval-tile-neg", "eval {W}/good --baseline input --tile -5 --out {T}/e", "--tile", "-5"),
     case("eval-synthetic-n-0", "eval synthetic --baseline input --synthetic-n 0 --out {T}/e", "--synthetic-n"),
     case("eval-synthetic-size-3", "eval synthetic --baseline input --synthetic-size 3 --out {T}/e", "3"),

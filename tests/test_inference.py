@@ -152,7 +152,7 @@ def test_overlap_must_be_smaller_than_the_tile(rng):
 
 
 def test_cli_overlap_default_fits_the_tile():
-    from jdrl.deblurring import resolve_overlap
+    from jdrl.inference import resolve_overlap
     from jdrl.errors import ConfigError
 
     assert resolve_overlap(None, None) == resolve_overlap("auto", None) == resolve_overlap(1024, None) == 256
@@ -301,3 +301,28 @@ def test_cli_deblurs_with_the_authors_released_file_in_their_bgr_convention(phot
     bgr = read_raw(photos / "eight.png").astype(np.float32) / 255  # what the released pipeline fed the network
     expected = np.round(deblur_image(tiny_unet, bgr) * 255).astype(np.uint8)  # ... and wrote back with OpenCV
     np.testing.assert_array_equal(read_raw(out / "eight.png"), expected)
+
+
+def test_eval_validation_and_deblur_tile_a_network_alike(tmp_path, tiny_unet, checkpoint):
+    """One tiling: what `jdrl deblur` writes is what `jdrl eval` and validation during training score (they
+    call evaluate with the run's tile), with the network's own overlap, not a second default."""
+    from jdrl.evaluation.protocol import evaluate
+    from jdrl.images import read_image
+
+    rng = np.random.default_rng(3)
+    sharp = cv2.GaussianBlur(rng.random((320, 320, 3)).astype(np.float32), (0, 0), 2)
+    blur = cv2.GaussianBlur(sharp, (0, 0), 2)
+    write_raw(tmp_path / "in" / "blur.png", (blur[:, :, ::-1] * 65535).round().astype(np.uint16))
+    blur = read_image(tmp_path / "in" / "blur.png")  # exactly what jdrl deblur reads
+    assert main(["deblur", str(tmp_path / "in" / "blur.png"), "-o", str(tmp_path / "out"), "--checkpoint", checkpoint,
+                 "--tile", "192", "--quiet"]) == 0
+    written = read_image(tmp_path / "out" / "blur.png")
+    pair = {"blur": torch.from_numpy(blur.transpose(2, 0, 1).copy()), "sharp": torch.from_numpy(sharp.transpose(2, 0, 1).copy()),
+            "name": "blur"}
+    scored = evaluate([pair], tiny_unet, lpips=None, tile=192).rows[0]["mae"]
+    assert abs(scored - float(np.abs(written - sharp).mean())) < 2e-5  # 16-bit rounding of the written file
+    api = deblur_image(tiny_unet, blur, tile=192)
+    assert abs(scored - float(np.abs(api - sharp).mean())) < 1e-6
+    # the overlap the three used to disagree on (32 px in eval and validation) gives a measurably different output
+    old = deblur_image(tiny_unet, blur, tile=192, overlap=32)
+    assert abs(scored - float(np.abs(old - sharp).mean())) > 1e-4

@@ -22,13 +22,11 @@ import numpy as np
 
 from jdrl.errors import DatasetError, VerificationError
 from jdrl.files import real_path
-from jdrl.nets.tiling import FALLBACK
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from jdrl.nets.tiling import TileHint
 
 GLOB_CHARACTERS = frozenset("*?[")
 
@@ -137,29 +135,6 @@ def output_bit_depth(input_depth: int, forced: int | None) -> int:
     return 8 if input_depth == 8 else 16
 
 
-def resolve_overlap(
-    tile: int | str | None, overlap: int | None, device_type: str = "cpu", hint: TileHint | None = None
-) -> int:
-    """``overlap``, or the network's (``hint.overlap``, at most half the tile); refuses one not below the tile.
-
-    ``hint`` is the network's :class:`~jdrl.nets.tiling.TileHint` (``None``: the fallback,
-    256 px overlap, 512 px tiles on the CPU). With ``tile="auto"`` the tile that large
-    images get on ``device_type`` is the limit, so the check happens before any image
-    runs rather than in the middle of a run.
-    """
-    from jdrl.errors import ConfigError
-
-    hint = hint or FALLBACK
-    largest = hint.tile_for(device_type) if tile == "auto" else tile
-    if overlap is None:
-        return min(hint.overlap, largest // 2) if isinstance(largest, int) else hint.overlap
-    if overlap < 0:
-        raise ConfigError(f"overlap must be >= 0, got {overlap}")
-    if isinstance(largest, int) and overlap >= largest:
-        raise ConfigError(f"--overlap {overlap} must be smaller than the tile ({largest} px)")
-    return overlap
-
-
 def _reason(error: BaseException, path: Path) -> str:
     """The error message without a leading ``path: `` (the report names the path already)."""
     text = str(error)
@@ -171,7 +146,7 @@ def deblur_file(net: nn.Module, job: Job, *, tile: int | str | None = "auto", ov
                 amp: str | None = None, bit_depth: int | None = None, quiet: bool = True) -> Path:
     """Read, deblur and write one image (raising on an unreadable input or an unwritable output)."""
     from jdrl.images import read_image_with_depth, write_image
-    from jdrl.inference import deblur_image, resolve_tile
+    from jdrl.inference import deblur_image, resolve_overlap, resolve_tile
     from jdrl.nets.tiling import tile_hint
     from jdrl.progress import bar
     from jdrl.runtime import net_device
@@ -214,6 +189,7 @@ def deblur_files(
     """
     import torch
 
+    from jdrl.inference import resolve_overlap
     from jdrl.nets.tiling import tile_hint
     from jdrl.progress import progress
     from jdrl.runtime import net_device

@@ -170,12 +170,36 @@ def _deblur_tiled(
     return output.div_(normaliser)
 
 
+def resolve_overlap(
+    tile: int | str | None, overlap: int | None, device_type: str = "cpu", hint: TileHint | None = None
+) -> int:
+    """``overlap``, or the network's (``hint.overlap``, at most half the tile); refuses one not below the tile.
+
+    The one place a tile overlap is decided: ``jdrl deblur``, ``jdrl eval``, validation during training and
+    :func:`deblur_tensor` / :func:`deblur_image` (``overlap=None``) all resolve it here, so the same network
+    is tiled the same way everywhere. ``hint`` is the network's :class:`~jdrl.nets.tiling.TileHint`
+    (``None``: the fallback, 256 px overlap, 512 px tiles on the CPU). With ``tile="auto"`` the tile that
+    large images get on ``device_type`` is the limit, so the check happens before any image runs rather than
+    in the middle of a run.
+    """
+    hint = hint or FALLBACK
+    largest = hint.tile_for(device_type) if tile == "auto" else tile
+    if overlap is None:
+        return min(hint.overlap, largest // 2) if isinstance(largest, int) else hint.overlap
+    if overlap < 0:
+        raise ConfigError(f"the tile overlap must be >= 0, got {overlap}")
+    if isinstance(largest, int) and overlap >= largest:
+        raise ConfigError(f"the overlap of neighbouring tiles ({overlap} px) must be smaller than the tile "
+                          f"({largest} px): choose a larger --tile or a smaller --overlap")
+    return overlap
+
+
 @torch.no_grad()
 def deblur_tensor(
     net: nn.Module,
     image: torch.Tensor,
     tile: int | str | None = None,
-    overlap: int = 32,
+    overlap: int | None = None,
     amp: str | None = None,
     *,
     progress: Progress | None = None,
@@ -185,20 +209,17 @@ def deblur_tensor(
     The network runs on its own device; the result is on ``image``'s device. With
     ``tile=None``, or an image that fits in one tile, the whole image runs at once.
     Otherwise tiles of ``tile`` pixels (``"auto"``: see :func:`resolve_tile`; rounded up
-    to ``net.size_multiple``) overlapping by at least ``overlap`` pixels are blended, so peak memory is set by
-    the tile. ``amp`` is ``None``, ``"bf16"`` or ``"fp16"`` (autocast, CUDA only;
+    to ``net.size_multiple``) overlapping by at least ``overlap`` pixels (``None``: the network's tile hint,
+    :func:`resolve_overlap`) are blended, so peak memory is set by the tile. ``amp`` is ``None``, ``"bf16"`` or ``"fp16"`` (autocast, CUDA only;
     ignored on the CPU). ``progress`` wraps the list of tiles (e.g. a progress bar).
     """
-    if overlap < 0:
-        raise ConfigError(f"the tile overlap must be >= 0, got {overlap}")
     multiple = getattr(net, "size_multiple", 1)
     padded, (height, width) = pad_to_multiple(image, multiple)
-    side = None if tile is None else resolve_tile(tile, height, width, net_device(net), tile_hint(net))
+    device, hint = net_device(net), tile_hint(net)
+    side = None if tile is None else resolve_tile(tile, height, width, device, hint)
     if side is not None:
         side = math.ceil(side / multiple) * multiple
-        if overlap >= side:
-            raise ConfigError(f"the tile ({side} px) must be larger than the overlap of neighbouring tiles ({overlap} px): "
-                              "choose a larger --tile or a smaller --overlap")
+    overlap = resolve_overlap(side, overlap, device.type, hint)
     if side is None or max(padded.shape[-2:]) <= side:
         output = _forward(net, padded, amp).to(image.device)
     else:
@@ -210,7 +231,7 @@ def deblur_image(
     net: nn.Module,
     image: np.ndarray,
     tile: int | str | None = None,
-    overlap: int = 32,
+    overlap: int | None = None,
     device: str | torch.device | None = None,
     amp: str | None = None,
     *,

@@ -69,7 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from jdrl.deblurring import deblur_files, resolve_overlap
+    from jdrl.deblurring import deblur_files
+    from jdrl.inference import resolve_overlap
     from jdrl.nets import create_net
     from jdrl.runtime import choose_device
 

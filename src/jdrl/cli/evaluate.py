@@ -55,6 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     how.add_argument("--mask", default="reference", choices=MASK_CHOICES,
                      help="calibration-mask rule drawn in the report strips (default: %(default)s, as released)")
     how.add_argument("--tile", type=int_in(16, 65_536), help="tile size for tiled inference (large images, little memory)")
+    how.add_argument("--overlap", type=int_in(0, 65_536), default=None,
+                     help="pixels neighbouring tiles share (default: the network's, as in jdrl deblur; jdrl nets)")
     how.add_argument("--amp", choices=["bf16", "fp16"], help="mixed precision inference on CUDA")
     how.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto (default: %(default)s)")
     how.add_argument("--no-lpips", action="store_true", help="skip LPIPS (it is skipped anyway without its weights)")
@@ -189,6 +191,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("give --checkpoint CKPT, --baseline input, or both")
     if args.net and not args.checkpoint:
         raise UsageError("--net names the network of --checkpoint; give a checkpoint")
+    if args.overlap is not None and args.tile is not None:  # a bad pair fails before anything loads
+        from jdrl.inference import resolve_overlap
+
+        resolve_overlap(args.tile, args.overlap)
     protocol = resolve_protocol(args)
     apply_max_pixels(args)
     refuse_existing_results(args)
@@ -208,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
     lpips, lpips_note = load_lpips_for(args, device)
     report_dir = Path(args.report) if args.report else None
     strips = StripWriter(report_dir) if report_dir is not None else None
-    common = dict(flow=flow, lpips=lpips, border=border, tile=args.tile, amp=args.amp, device=device, flow_border=0,
+    common = dict(flow=flow, lpips=lpips, border=border, tile=args.tile, overlap=args.overlap, amp=args.amp, device=device, flow_border=0,
                   panel_size=PANEL_SIDE, mask_mode=args.mask, warp=protocol["warp"])
     info = {**data_info, "protocol": args.protocol, "flow": protocol["flow"], "flow_weights": args.flow_weights,
             "lpips": lpips_note, "reading": "8-bit (as released)" if protocol["eight_bit"] else "full bit depth"}

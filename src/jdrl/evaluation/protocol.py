@@ -256,6 +256,7 @@ def _score_item(
     panel_size: int | None = None,
     mask_mode: str = "reference",
     warp_convention: str = "exact",
+    overlap: int | None = None,
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
     """The metric row of one dataset item and, if wanted, its display panels."""
     from jdrl.flow.warp import warp
@@ -272,7 +273,7 @@ def _score_item(
     if net is None:
         output = blur.clamp(0, 1)
     else:
-        output = deblur_tensor(net, blur, tile=tile, amp=amp).float().clamp(0, 1)
+        output = deblur_tensor(net, blur, tile=tile, overlap=overlap, amp=amp).float().clamp(0, 1)
 
     name = item.get("name", "")
     name = name[0] if isinstance(name, (list, tuple)) else name  # a DataLoader batch of one
@@ -335,6 +336,7 @@ def evaluate(
     lpips: LPIPSMetric | str | None = None,
     border: str = "reflect",
     tile: int | None = None,
+    overlap: int | None = None,
     amp: str | None = None,
     device: str | torch.device | None = None,
     progress: Callable[[Iterable], Iterable] | None = None,
@@ -363,7 +365,8 @@ def evaluate(
             (the released code's crop for ``net``: UNet top-left to a multiple of 16,
             MPRNet centre to a multiple of 8) or one of those crops by name
             (``"released-unet"``, ``"released-mprnet"``, needed for the input baseline).
-        tile, amp: passed to :func:`jdrl.inference.deblur_tensor`.
+        tile, overlap, amp: passed to :func:`jdrl.inference.deblur_tensor` (``overlap=None``: the network's
+            tile hint, as in ``jdrl deblur``).
         device: where to compute; default the network's device (CPU without one).
         progress: wraps the iteration (e.g. ``jdrl.progress.bar("eval")``).
         keep_images: keep downscaled display panels (``thumbnail_size`` px) per image
@@ -400,7 +403,7 @@ def evaluate(
     try:
         for item in progress(dataset) if progress is not None else dataset:
             row, panels = _score_item(item, net, flow_module, lpips_metric, border, device, tile, amp,
-                                      flow_border, want_panels, panel_size, mask_mode, warp)
+                                      flow_border, want_panels, panel_size, mask_mode, warp, overlap)
             rows.append(row)
             if on_image is not None:
                 on_image(row["name"], panels)
@@ -417,6 +420,7 @@ def evaluate(
         "warp_padding": "border",
         "warp": warp,
         "tile": tile,
+        "overlap": overlap,
         "amp": amp,
         "device": str(device),
         "lpips": lpips_note,
