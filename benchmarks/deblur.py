@@ -100,7 +100,8 @@ def save_random_unet(path: Path, net_width: float) -> Path:
     """A jdrl checkpoint of a randomly initialised UNet (as a training run would save it)."""
     import torch
 
-    from jdrl.checkpoint import network_checkpoint, write_checkpoint
+    from jdrl.checkpoint import write_checkpoint
+    from jdrl.nets.factory import network_checkpoint
     from jdrl.nets import create_net
 
     torch.manual_seed(0)

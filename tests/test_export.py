@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from jdrl.checkpoint import network_checkpoint, write_checkpoint
+from jdrl.checkpoint import write_checkpoint
+from jdrl.nets.factory import network_checkpoint
 from jdrl.cli import main
 from jdrl.errors import ConfigError
 from jdrl.export import ExportVerificationError, dynamo_unavailable, export_onnx, verify_onnx

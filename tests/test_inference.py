@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from jdrl.checkpoint import network_checkpoint, write_checkpoint
+from jdrl.checkpoint import write_checkpoint
+from jdrl.nets.factory import network_checkpoint
 from jdrl.cli import main
 from jdrl.inference import (
     axis_weights,

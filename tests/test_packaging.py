@@ -91,5 +91,6 @@ def test_floors_file_matches_pyproject():
         assert tuple(int(part) for part in pinned.split("."))[: len(floor)] == floor, (
             f"{name}: .ci/floors.txt pins {pinned}, pyproject's floor is {floors[name]}")
     untested = set(floors) - set(pins)
-    # wandb/mlflow: optional loggers; ruff/mypy/pytest: tools (their floors are whatever CI installs alongside)
-    assert untested <= {"wandb", "mlflow", "ruff", "mypy", "pytest", "pytest-xdist"}, untested
+    # wandb/mlflow: optional loggers; ruff/mypy/import-linter/pytest: tools (their floors are whatever CI installs
+    # alongside)
+    assert untested <= {"wandb", "mlflow", "ruff", "mypy", "import-linter", "pytest", "pytest-xdist"}, untested

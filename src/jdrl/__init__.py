@@ -10,10 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-# The one place for the version: pyproject.toml reads it (``[tool.setuptools.dynamic]``), so the
-# installed metadata (``importlib.metadata.version("jdrl")``), ``jdrl --version``, checkpoints and
-# reports all agree. A literal here keeps ``import jdrl`` free of any metadata lookup.
-__version__ = "0.1.0"
+from jdrl._version import __version__ as __version__  # the one place (a literal: no metadata lookup)
 
 if TYPE_CHECKING:  # the lazy exports below, visible to type checkers and IDEs ("X as X": re-exported)
     from jdrl.data.datasets import PairedImageDataset as PairedImageDataset

@@ -31,7 +31,7 @@ from jdrl.errors import WeightsError
 from jdrl.files import file_problem
 
 if TYPE_CHECKING:
-    from torch import nn
+    pass
 
 FORMAT = "jdrl.checkpoint"
 FORMAT_VERSION = 1
@@ -72,14 +72,6 @@ def make_checkpoint(
         "best": dict(best or {}),
         **extra,
     }
-
-
-def network_checkpoint(net: nn.Module, name: str | None = None, **options: Any) -> dict:
-    """A deployable checkpoint of ``net`` alone (name and options from :func:`jdrl.create_net` unless given)."""
-    from jdrl.nets.factory import describe
-
-    spec = describe(net)
-    return make_checkpoint(name or spec.name, {**spec.options, **options}, net.state_dict())
 
 
 def write_checkpoint(checkpoint: Mapping, path: str | os.PathLike) -> Path:

@@ -103,7 +103,7 @@ def write_model_folder(
     """Write ``folder/config.json`` and ``folder/model.safetensors`` (each atomically; weights first)."""
     from safetensors.torch import save
 
-    from jdrl import __version__
+    from jdrl._version import __version__
     from jdrl.runtime import versions
 
     try:

@@ -74,7 +74,7 @@ def versions(*packages: str, git: bool = False) -> dict[str, str]:
     """Versions of jdrl, torch, Python and ``packages`` (those installed); the git commit when asked and known."""
     import torch
 
-    from jdrl import __version__
+    from jdrl._version import __version__
 
     found = {"jdrl": __version__, "torch": str(torch.__version__), "python": platform.python_version()}
     for package in packages:

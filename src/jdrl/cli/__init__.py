@@ -45,7 +45,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     """The parser of every command; ``argv`` (the words to parse) only improves its error messages."""
-    from jdrl import __version__
+    from jdrl._version import __version__
 
     parser = _Parser(
         prog="jdrl",

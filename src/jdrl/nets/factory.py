@@ -264,5 +264,13 @@ def describe(net: nn.Module) -> NetSpec:
     return spec if isinstance(spec, NetSpec) else NetSpec(type(net).__name__)
 
 
+def network_checkpoint(net: nn.Module, name: str | None = None, **options: Any) -> dict:
+    """A deployable checkpoint of ``net`` alone (name and options from :func:`create_net` unless given)."""
+    from jdrl.checkpoint import make_checkpoint
+
+    spec = describe(net)
+    return make_checkpoint(name or spec.name, {**spec.options, **options}, net.state_dict())
+
+
 def with_options(spec: NetSpec, **options: Any) -> NetSpec:
     return replace(spec, options={**spec.options, **options})
