@@ -463,7 +463,8 @@ def misalignment_report(
     from jdrl.images import read_image
     from jdrl.vocabulary import MASK_MODES
 
-    config = validate(replace(config or MisalignmentConfig(), **({"flow": flow} if flow else {})))
+    config = config or MisalignmentConfig()
+    config = validate(replace(config, flow=flow) if flow else config)
     unknown = [m for m in config.masks if m not in MASK_MODES]
     if unknown:
         raise UsageError(f"calibration mask {', '.join(map(repr, unknown))} unknown; choose from {', '.join(MASK_MODES)}")
