@@ -72,6 +72,13 @@ def run(args: argparse.Namespace) -> int:
 
     apply_max_pixels(args)
     report_options = misalignment_options(args)  # a bad combination fails before any image is read
+    estimator = None
+    if report_options is not None:  # ... and so does an unknown flow estimator or a missing weight file
+        from jdrl.flow import build_flow
+        from jdrl.runtime import choose_device
+
+        device = choose_device(args.device) if report_options.flow != "dis" else None
+        estimator = build_flow(report_options.flow, report_options.flow_weights, device)
     # every image is decoded once (a truncated body is only found by decoding); the pixel limit is checked
     # from the header first, so a decompression bomb is refused before any decoding
     found = discover_pairs(args.path, args.layout, args.split, args.blur_dir, args.sharp_dir)
@@ -79,7 +86,13 @@ def run(args: argparse.Namespace) -> int:
         from jdrl.evaluation.misalignment import check_output
 
         check_output(args.out, [p for pair in found.pairs for p in (pair.blur, pair.sharp)], args.overwrite)
-    checked = validate(found, min_size=args.min_size, progress=bar("checking", args.quiet))
+    min_size, min_what = args.min_size, "crop"
+    if report_options is not None:
+        from jdrl.data.alignment import MIN_SIDE
+
+        if (min_size or 0) < MIN_SIDE:
+            min_size, min_what = MIN_SIDE, "side the misalignment report measures"
+    checked = validate(found, min_size=min_size, progress=bar("checking", args.quiet), min_what=min_what)
     print(f"layout:   {checked.layout}" + (f" (split {args.split})" if checked.layout == "dpdd" else ""))
     print(f"pairs:    {len(checked.pairs)} usable of {len(found.pairs)} found")
     sizes = Counter(f"{w}x{h}" for h, w in checked.sizes.values())
@@ -92,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     if not checked.pairs:
         print("misalignment: no usable pair to measure")
         return 1
-    dropped = run_misalignment(args, checked, report_options)
+    dropped = run_misalignment(args, checked, report_options, estimator)
     return 1 if checked.problems or dropped else 0
 
 
@@ -121,14 +134,12 @@ def misalignment_options(args: argparse.Namespace):
 PRINTED_ROWS = 20  # pairs listed on the terminal (all of them are in the report)
 
 
-def run_misalignment(args: argparse.Namespace, checked, config) -> int:
+def run_misalignment(args: argparse.Namespace, checked, config, estimator) -> int:
     """Measure, print the summary, write the report; returns how many pairs are to be dropped."""
     from jdrl.data.alignment import misalignment_report
     from jdrl.progress import bar
-    from jdrl.runtime import choose_device
 
-    device = choose_device(args.device) if config.flow != "dis" else None
-    report = misalignment_report(checked, config, device=device, progress=bar("misalignment", args.quiet))
+    report = misalignment_report(checked, config, estimator=estimator, progress=bar("misalignment", args.quiet))
     paths = report.write(args.out, overwrite=args.overwrite)
     print(summary_text(report))
     print(f"report:   {paths['html']} (table: {paths['csv']}, {paths['json']})")

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
     from jdrl.data.pairs import ImagePair, PairSet
 
+MIN_SIDE = 16  # px: smaller images cannot be measured (a flow, a border, a fit need room)
 VERDICTS = ("aligned", "misaligned", "drop")  # in the order of how bad they are
 OBJECTIVES = ("pixel", "jdrl")
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as the flow estimators' grey images
@@ -447,11 +448,14 @@ def misalignment_report(
     flow: str | None = None,
     device: str | torch.device | None = None,
     progress: Callable[[Iterable], Iterable] | None = None,
+    estimator: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> MisalignmentReport:
     """Measure every pair (a dataset folder, a :class:`~jdrl.data.pairs.PairSet` or a list of
     :class:`~jdrl.data.pairs.ImagePair`) and recommend an objective (module docstring).
 
-    ``flow`` overrides ``config.flow``. A folder is checked first (every problem raised together,
+    ``flow`` overrides ``config.flow``; ``estimator`` (a flow estimator already built, e.g. by
+    :func:`jdrl.flow.build_flow` to refuse a bad name or weight file before any image is read) replaces both, and
+    ``config.flow`` only names it in the report. A folder is checked first (every problem raised together,
     :func:`jdrl.data.pairs.load_pairs`); an image that cannot be read later, or a pair whose two images differ in
     size, raises :class:`~jdrl.errors.DatasetError` naming every such pair after the others are measured.
     """
@@ -471,7 +475,8 @@ def misalignment_report(
     root, layout, items, problems = _pairs_of(pairs)
     if not items:
         raise DatasetError(root or "the pairs", problems or ["no pairs to measure"])
-    estimator = build_flow(config.flow, config.flow_weights, device)
+    if estimator is None:
+        estimator = build_flow(config.flow, config.flow_weights, device)
     start = time.perf_counter()
     results: list[PairAlignment] = []
     failures: list[str] = []
@@ -481,6 +486,10 @@ def misalignment_report(
             blur, sharp = read_image(pair.blur), read_image(pair.sharp)
         except OSError as error:
             failures.append(str(error))
+            continue
+        if min(blur.shape[:2]) < MIN_SIDE:
+            failures.append(f"{pair.blur}: {blur.shape[1]}x{blur.shape[0]} is smaller than the {MIN_SIDE}px the "
+                            "misalignment report needs")
             continue
         if blur.shape != sharp.shape:
             failures.append(f"{pair.blur}: size mismatch within the pair ({blur.shape[1]}x{blur.shape[0]} vs "
@@ -505,6 +514,7 @@ __all__ = [
     "MisalignmentReport",
     "PairAlignment",
     "Recommendation",
+    "MIN_SIDE",
     "Thresholds",
     "analyse_pair",
     "judge",
