@@ -12,6 +12,7 @@ import torch
 
 from jdrl.cli import main
 from jdrl.data.alignment import (
+    FIT_TOLERANCES,
     MisalignmentConfig,
     PairAlignment,
     Thresholds,
@@ -24,11 +25,7 @@ from jdrl.data.alignment import (
 from jdrl.data.synthetic import SynthParams, read_meta, write_synthetic
 
 PRESETS = ("none", "dpdd", "sdd", "hard")  # in the order of how misaligned they are
-#: tolerances of the global fit against meta.jsonl on 192 px pairs, (median over the pairs, every pair): the
-#: module docstring of jdrl.data.alignment, checked on 72 pairs a preset by benchmarks/alignment.py (RESULTS.md)
-ZOOM_TOLERANCE = {"global": (0.001, 0.006), "dpdd": (0.0015, 0.008), "sdd": (0.0025, 0.008)}
-SHIFT_TOLERANCE = {"global": (0.15, 1.0), "dpdd": (0.2, 1.0), "sdd": (0.35, 1.2)}
-FIT_PAIRS = 6
+FIT_PAIRS = 6  # 192 px pairs of each preset of FIT_TOLERANCES
 FAST = MisalignmentConfig(worst=0)
 
 
@@ -40,7 +37,7 @@ def synthetic(tmp_path_factory):
     for preset in PRESETS:
         sets[preset] = write_synthetic(root / preset, 4, SynthParams.with_misalignment(preset, size=128), seed=0,
                                        warn=lambda _: None)
-    for preset in ZOOM_TOLERANCE:
+    for preset in FIT_TOLERANCES:
         sets[f"fit-{preset}"] = write_synthetic(root / f"fit-{preset}", FIT_PAIRS,
                                                 SynthParams.with_misalignment(preset, size=192), seed=3,
                                                 warn=lambda _: None)
@@ -65,7 +62,7 @@ def test_the_four_presets_are_ranked_and_told_apart(reports):
     assert not any(r.recommendation.drop for r in reports.values())
 
 
-@pytest.mark.parametrize("preset", sorted(ZOOM_TOLERANCE))
+@pytest.mark.parametrize("preset", sorted(FIT_TOLERANCES))
 def test_the_global_fit_recovers_the_stored_zoom_and_shift(reports, synthetic, preset):
     meta = read_meta(synthetic[f"fit-{preset}"])
     pairs = reports[f"fit-{preset}"].pairs
@@ -73,7 +70,7 @@ def test_the_global_fit_recovers_the_stored_zoom_and_shift(reports, synthetic, p
     zoom_errors = [abs(p.zoom - meta[p.name]["zoom"]) for p in pairs]
     shift_errors = [math.hypot(p.shift_x - meta[p.name]["shift"][0], p.shift_y - meta[p.name]["shift"][1])
                     for p in pairs]
-    (zoom_median, zoom_max), (shift_median, shift_max) = ZOOM_TOLERANCE[preset], SHIFT_TOLERANCE[preset]
+    (zoom_median, zoom_max), (shift_median, shift_max) = FIT_TOLERANCES[preset]["zoom"], FIT_TOLERANCES[preset]["shift"]
     assert float(np.median(zoom_errors)) <= zoom_median and max(zoom_errors) <= zoom_max, zoom_errors
     assert float(np.median(shift_errors)) <= shift_median and max(shift_errors) <= shift_max, shift_errors
     assert all(abs(p.rotation_deg) < 0.5 for p in pairs)  # the presets do not rotate
