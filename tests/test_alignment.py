@@ -157,6 +157,33 @@ def test_a_report_inside_an_image_folder_is_refused(synthetic, capsys):
     assert not (folder / "blur" / "r").exists()
 
 
+def test_a_report_folder_linked_into_an_image_folder_is_refused(synthetic, tmp_path, capsys):
+    link = tmp_path / "elsewhere"
+    link.symlink_to(synthetic["none"] / "blur", target_is_directory=True)
+    assert main(["data", "check", str(synthetic["none"]), "--misalignment", "-o", str(link / "r"), "--quiet"]) == 2
+    assert "among the images" in capsys.readouterr().err
+    assert not (synthetic["none"] / "blur" / "r").exists()
+
+
+def test_a_pair_name_that_is_not_utf8_reaches_the_report_escaped(synthetic, tmp_path, capsys):
+    import os
+
+    root = tmp_path / "odd"
+    name = os.fsdecode(b"caf\xe9")  # Latin-1 bytes: not UTF-8, kept by Python as a surrogate
+    for source, target in (("blur", "blur"), ("gt", "sharp")):
+        (root / target).mkdir(parents=True)
+        for index in range(2):
+            stem = name if index == 0 else f"{index:05d}"
+            shutil.copy(synthetic["none"] / source / f"{index:05d}.png", root / target / f"{stem}.png")
+    out = tmp_path / "r"
+    assert main(["data", "check", str(root), "--misalignment", "-o", str(out), "--quiet", "--worst", "2"]) == 0
+    capsys.readouterr()
+    assert "caf\\udce9" in (out / "misalignment.csv").read_text(encoding="utf-8")  # valid UTF-8, the byte escaped
+    assert "caf\\udce9" in (out / "index.html").read_text(encoding="utf-8")
+    assert name in [p["name"] for p in json.loads((out / "misalignment.json").read_text(encoding="utf-8"))["pairs"]]
+    assert len(list((out / "pairs").glob("*.png"))) == 2
+
+
 def _pair(**changes) -> PairAlignment:
     values = dict(name="p", blur="", sharp="", width=64, height=64, zoom=1.0, rotation_deg=0.0, shift_x=0.0,
                   shift_y=0.0, global_max_px=0.2, residual_median_px=0.1, residual_p95_px=0.3,
@@ -299,3 +326,18 @@ def test_a_checkpoint_without_a_reblurring_module_is_refused_before_any_image(bl
                  "--blur-map", "--quiet"])
     assert "holds no reblurring module" in _one_line_error(code, capsys.readouterr().err)
     assert not out.exists() or not any(out.rglob("*.png"))
+
+
+def test_synth_stores_the_true_circle_of_confusion_of_every_blurry_pixel(synthetic, tmp_path):
+    from jdrl.data.synthetic import read_coc
+    from jdrl.images import read_image
+
+    folder = synthetic["none"]
+    for path in sorted((folder / "blur").glob("*.png")):
+        coc = read_coc(folder / "coc" / f"{path.stem}.npy")
+        assert coc.shape == read_image(path).shape[:2] and coc.dtype == np.float32
+        assert np.isfinite(coc).all() and coc.min() >= 0 and coc.max() > 0
+    with pytest.raises(ValueError, match="is a folder"):
+        read_coc(folder / "coc")
+    with pytest.raises(ValueError, match="no such file"):
+        read_coc(tmp_path / "missing.npy")

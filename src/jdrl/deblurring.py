@@ -144,11 +144,11 @@ def blur_map_targets(job: Job) -> tuple[Path, Path]:
 def refuse_blur_map_clashes(jobs: list[Job], sources: Sequence[Path], overwrite: bool) -> tuple[list[Job], list[Failure]]:
     """The jobs whose blur-map files would overwrite an input, or (without ``overwrite``) an existing file, are
     refused, as their deblurred output would be."""
-    inputs = {source.resolve() for source in sources}
+    inputs = {real_path(source) for source in sources}  # as plan_jobs: a symlink loop is named, not raised on
     kept, refused = [], []
     for job in jobs:
         targets = blur_map_targets(job)
-        onto_input = [t for t in targets if t.resolve() in inputs]
+        onto_input = [t for t in targets if real_path(t) in inputs]
         existing = [t for t in targets if t.exists()]
         if onto_input:
             refused.append(Failure(str(job.source), f"refused: its blur map {onto_input[0]} is an input; choose another "

@@ -71,7 +71,7 @@ import numpy as np
 from jdrl.config import Range, ranged
 from jdrl.data.augment import dihedral
 from jdrl.errors import DatasetError
-from jdrl.files import folder_problem
+from jdrl.files import file_problem, folder_problem
 from jdrl.images import is_image_file, read_image, write_image
 
 #: colour photographs shipped inside scikit-image (no download needed)
@@ -674,6 +674,9 @@ def write_array(path: str | os.PathLike, array: np.ndarray) -> Path:
 
 def read_coc(path: str | os.PathLike) -> np.ndarray:
     """A circle-of-confusion map written by :func:`write_synthetic`: float32 ``(H, W)``, px."""
+    problem = file_problem(path)  # a FIFO or a device would block np.load; a loop or a folder is named
+    if problem:
+        raise ValueError(f"{path}: {problem}")
     coc = np.load(path, allow_pickle=False)
     if coc.ndim != 2:
         raise ValueError(f"{path}: not an (H, W) radius map but {coc.shape}")

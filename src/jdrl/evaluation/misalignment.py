@@ -28,6 +28,7 @@ from urllib.parse import quote
 import numpy as np
 
 from jdrl.evaluation.report import _CSS, _csv_value, _html_table, _json_safe, make_strip, safe_file_name, versions
+from jdrl.files import WRITE_ERRORS, real_path, write_text
 
 if TYPE_CHECKING:
     from jdrl.data.alignment import MisalignmentReport, PairAlignment
@@ -88,8 +89,9 @@ def check_output(out_dir: str | os.PathLike, inputs: Sequence[Path] = (), overwr
     out = Path(out_dir).expanduser()
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out} is a file, not a folder")
-    for parent in (p.parent for p in inputs):
-        if out.resolve() == parent.resolve() or out.resolve().is_relative_to(parent.resolve()):
+    where = real_path(out)  # links followed; a symlink loop stays as it is (Path.resolve raises on one)
+    for parent in dict.fromkeys(real_path(p.parent) for p in inputs):  # each folder once, in order
+        if where == parent or where.is_relative_to(parent):
             raise UsageError(f"-o {out}: the report would be written among the images of {parent}; choose a folder "
                              "outside the data's image folders")
     existing = existing_outputs(out)
@@ -104,7 +106,7 @@ def write_table(report: MisalignmentReport, out: Path) -> dict[str, Path]:
     rows = [p.row() for p in report.pairs]
     columns = list(rows[0]) if rows else ["name"]
     paths = {"csv": out / "misalignment.csv", "json": out / "misalignment.json"}
-    with open(paths["csv"], "w", newline="") as handle:
+    with open(paths["csv"], "w", newline="", encoding="utf-8", errors=WRITE_ERRORS) as handle:
         writer = csv.writer(handle)
         writer.writerow(columns)
         for row in rows:
@@ -123,7 +125,7 @@ def write_table(report: MisalignmentReport, out: Path) -> dict[str, Path]:
         "pairs": rows,
         "versions": versions(),
     }
-    paths["json"].write_text(json.dumps(_json_safe(data), indent=2, allow_nan=False) + "\n")
+    write_text(paths["json"], json.dumps(_json_safe(data), indent=2, allow_nan=False) + "\n")
     return paths
 
 
@@ -253,7 +255,7 @@ def write_html(report: MisalignmentReport, out: Path, strips: dict[str, str]) ->
             f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>\n<body>\n"
             + "\n".join(body) + "\n</body></html>\n")
     path = out / "index.html"
-    path.write_text(page, encoding="utf-8")
+    write_text(path, page)
     return path
 
 
