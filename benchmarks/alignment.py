@@ -1,9 +1,11 @@
 """The misalignment report (``jdrl data check --misalignment``) against the truth of ``jdrl synth`` pairs.
 
-    python benchmarks/alignment.py                       # 24 pairs x 3 seeds a preset, 192 px, ~3-5 min on 2 cores
-    python benchmarks/alignment.py --pairs 8 --seeds 3 --append docs/RESULTS.md
+    python benchmarks/alignment.py --no-real     # 6 pairs x 3 seeds a preset, 192 px: 330 s on 2 shared CPU cores
+    python benchmarks/alignment.py --no-synthetic                      # the 12 real DPDD pairs: 46 s
+    python benchmarks/alignment.py --pairs 24 --json out.json --append docs/RESULTS.md   # 72 pairs a preset
 
-Two tables, both on pairs written by :func:`jdrl.data.synthetic.write_synthetic` (what ``jdrl synth`` writes):
+Two tables on pairs written by :func:`jdrl.data.synthetic.write_synthetic` (what ``jdrl synth`` writes), and one
+on real pairs:
 
 1. **per preset** (none / global / dpdd / sdd / hard): the verdicts, the median p95 displacement and non-rigid
    residual the report measures, and the error of its global fit against the zoom and shift stored in
@@ -13,7 +15,14 @@ Two tables, both on pairs written by :func:`jdrl.data.synthetic.write_synthetic`
 2. **per low-pass sigma** (``MisalignmentConfig.lowpass``, sdd preset): the end-point error of the report's flow
    (blurry -> GT, both images low-passed) against the true flow ``flow/NNNNN.npy``, median over the pixels that
    are inside the measured border, in view and not occluded, then the median over the pairs; and the global
-   fit's zoom/shift errors at that sigma. This chose the default sigma.
+   fit's zoom/shift errors at that sigma. This chose the default sigma;
+3. **real pairs** (``--real``, default ``../shared/data/dpdd1024``: 12 DPDD pairs; ``--no-real`` skips it): the
+   report with the default :class:`~jdrl.data.alignment.MisalignmentConfig`, one row per pair, the medians and the
+   recommendation. Only names and numbers are kept (``--json``), never the images.
+
+The preset table ranks the presets by the median p95 displacement the report measures: the order
+``none < dpdd < sdd < hard`` is what ``jdrl synth`` puts in (``global``, a global shift and zoom only, +-6 px and
++-3 %, has no place in it).
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import sys
 import tempfile
@@ -31,7 +41,9 @@ from pathlib import Path
 import numpy as np
 
 PRESETS = ("none", "global", "dpdd", "sdd", "hard")
+EXPECTED_ORDER = ("none", "dpdd", "sdd", "hard")  # how misaligned jdrl synth makes them, least first
 LOWPASS = (0.0, 0.5, 1.0, 2.0, 4.0)
+DEFAULT_REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "dpdd1024"
 
 
 def write_sets(root: Path, preset: str, pairs: int, seeds: list[int], size: int) -> list[Path]:
@@ -95,75 +107,138 @@ def stats(values: list[float], digits: int) -> str:
     return " / ".join(f"{v:.{digits}f}" for v in (np.median(values), np.percentile(values, 90), max(values)))
 
 
+def real_rows(folder: Path, config) -> tuple[list[str], dict]:
+    """The report on a real dataset: Markdown lines (per pair, worst first; medians; recommendation) and the JSON."""
+    from jdrl.data.alignment import misalignment_report
+
+    report = misalignment_report(folder, config)
+    summary = report.summary()
+    lines = [
+        "| pair | verdict | zoom | shift x, y px | rotation deg | global max px | residual median px | "
+        "disp. p95 px | outliers | reliable | drop reference | drop parametric | exposure | match |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for p in report.worst():
+        lines.append(f"| {p.name} | {p.verdict} | {p.zoom:.4f} | {p.shift_x:+.2f}, {p.shift_y:+.2f} | "
+                     f"{p.rotation_deg:+.3f} | {p.global_max_px:.2f} | {p.residual_median_px:.2f} | "
+                     f"{p.displacement_p95_px:.2f} | {p.outlier_share:.3f} | {p.reliable_share:.3f} | "
+                     f"{p.mask_drop.get('reference', float('nan')):.3f} | "
+                     f"{p.mask_drop.get('parametric', float('nan')):.3f} | {p.exposure:.3f} | {p.match:.3f} |")
+    m = summary["medians"]
+    lines += ["", f"Verdicts: {', '.join(f'{n} {v}' for v, n in summary['verdicts'].items())}. Medians: zoom "
+              f"{m['zoom']:.4f}, global max {m['global_max_px']:.2f} px, non-rigid residual "
+              f"{m['residual_median_px']:.2f} px, displacement p95 {m['displacement_p95_px']:.2f} px, exposure "
+              f"{m['exposure']:.3f}, match {m['match']:.3f}. Recommendation: {report.recommendation}. "
+              f"({report.seconds:.0f} s for {len(report.pairs)} pairs.)"]
+    keep = ("blur", "sharp", "panels")  # names and numbers only: no path, no picture of the data
+    data = {"summary": summary, "recommendation": str(report.recommendation), "seconds": report.seconds,
+            "pairs": [{k: v for k, v in p.row().items() if k not in keep} for p in report.worst()]}
+    return lines, data
+
+
+def ranking(medians: dict[str, float]) -> list[str]:
+    """The presets ranked by the measured median p95 displacement, and whether that is the order put in."""
+    ranked = sorted(medians, key=medians.get)
+    measured = [p for p in ranked if p in EXPECTED_ORDER]
+    verdict = "the order jdrl synth puts in" if tuple(measured) == EXPECTED_ORDER else "**not** the order put in"
+    return [f"Ranked by the median p95 displacement: {' < '.join(f'{p} ({medians[p]:.2f} px)' for p in ranked)} — "
+            f"{' < '.join(measured)}: {verdict} ({' < '.join(EXPECTED_ORDER)})."]
+
+
 def main() -> None:
     from jdrl.data.alignment import FIT_TOLERANCES, VERDICTS, MisalignmentConfig
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=24, help="pairs a preset and seed")
+    parser.add_argument("--pairs", type=int, default=6, help="pairs a preset and seed")
     parser.add_argument("--seeds", type=int, nargs="+", default=[3, 7, 11])
     parser.add_argument("--size", type=int, default=192, help="side of the pairs in px (FIT_TOLERANCES: 192)")
+    parser.add_argument("--no-synthetic", action="store_true", help="only the real pairs")
+    parser.add_argument("--no-lowpass", action="store_true", help="skip the low-pass table")
+    parser.add_argument("--real", default=str(DEFAULT_REAL), help="real pairs (any dataset jdrl data check reads)")
+    parser.add_argument("--no-real", action="store_true", help="skip the real pairs")
     parser.add_argument("--json", help="write the numbers to this file")
     parser.add_argument("--append", help="append the tables to this Markdown file")
     args = parser.parse_args()
 
     start = time.perf_counter()
     config = MisalignmentConfig(worst=0)
-    results: dict = {"presets": {}, "lowpass": {}}
-    with tempfile.TemporaryDirectory() as scratch:
-        root = Path(scratch)
-        folders = {preset: write_sets(root, preset, args.pairs, args.seeds, args.size) for preset in PRESETS}
-        preset_rows = []
-        for preset in PRESETS:
-            pairs, zooms, shifts = fit_errors(folders[preset], config)
-            counts = {v: sum(p.verdict == v for p in pairs) for v in VERDICTS}
-            tolerance = FIT_TOLERANCES.get(preset)
-            within = "-"
-            if tolerance:
-                ok = (np.median(zooms) <= tolerance["zoom"][0] and max(zooms) <= tolerance["zoom"][1]
-                      and np.median(shifts) <= tolerance["shift"][0] and max(shifts) <= tolerance["shift"][1])
-                within = ("yes" if ok else "**no**") + (f" ({tolerance['zoom'][0]:g}/{tolerance['zoom'][1]:g}, "
-                                                        f"{tolerance['shift'][0]:g}/{tolerance['shift'][1]:g} px)")
-            results["presets"][preset] = {"verdicts": counts, "zoom_errors": zooms, "shift_errors": shifts,
-                                          "displacement_p95": [p.displacement_p95_px for p in pairs],
-                                          "residual_median": [p.residual_median_px for p in pairs]}
-            preset_rows.append(
-                f"| {preset} | {len(pairs)} | {counts['aligned']} / {counts['misaligned']} / {counts['drop']} | "
-                f"{np.median([p.displacement_p95_px for p in pairs]):.2f} | "
-                f"{np.median([p.residual_median_px for p in pairs]):.2f} | {stats(zooms, 4)} | {stats(shifts, 2)} | "
-                f"{within} |")
-            print(preset_rows[-1], flush=True)
-        lowpass_rows = []
-        for sigma in LOWPASS:
-            _, zooms, shifts = fit_errors(folders["sdd"], replace(config, lowpass=sigma))
-            epe = flow_error(folders["sdd"], sigma, config.border)
-            results["lowpass"][sigma] = {"flow_epe_median": epe, "zoom_errors": zooms, "shift_errors": shifts}
-            lowpass_rows.append(f"| {sigma:g}{' (default)' if sigma == config.lowpass else ''} | {epe:.3f} | "
-                                f"{stats(zooms, 4)} | {stats(shifts, 2)} |")
-            print(lowpass_rows[-1], flush=True)
-    seconds = time.perf_counter() - start
+    results: dict = {"presets": {}, "lowpass": {}, "real": None}
+    sections = []
     n = args.pairs * len(args.seeds)
-    table = "\n".join([
-        f"Per preset ({n} pairs of {args.size} px each, seeds {', '.join(map(str, args.seeds))}; errors against "
-        "meta.jsonl as median / p90 / max):",
-        "",
-        "| preset | pairs | aligned / misaligned / drop | median disp. p95 px | median residual px | "
-        "\\|zoom error\\| | shift error px | within FIT_TOLERANCES (median/max) |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
-        *preset_rows,
-        "",
-        f"Low-pass sigma of both images before the flow (sdd preset, the same {n} pairs):",
-        "",
-        "| lowpass px | flow EPE px (median) | \\|zoom error\\| | shift error px |",
-        "|---|---:|---:|---:|",
-        *lowpass_rows,
-    ])
+    if not args.no_synthetic:
+        with tempfile.TemporaryDirectory() as scratch:
+            root = Path(scratch)
+            folders = {preset: write_sets(root, preset, args.pairs, args.seeds, args.size) for preset in PRESETS}
+            preset_rows, medians = [], {}
+            for preset in PRESETS:
+                pairs, zooms, shifts = fit_errors(folders[preset], config)
+                counts = {v: sum(p.verdict == v for p in pairs) for v in VERDICTS}
+                tolerance = FIT_TOLERANCES.get(preset)
+                within = "-"
+                if tolerance:
+                    ok = (np.median(zooms) <= tolerance["zoom"][0] and max(zooms) <= tolerance["zoom"][1]
+                          and np.median(shifts) <= tolerance["shift"][0] and max(shifts) <= tolerance["shift"][1])
+                    within = ("yes" if ok else "**no**") + (f" ({tolerance['zoom'][0]:g}/{tolerance['zoom'][1]:g}, "
+                                                            f"{tolerance['shift'][0]:g}/{tolerance['shift'][1]:g} px)")
+                medians[preset] = float(np.median([p.displacement_p95_px for p in pairs]))
+                results["presets"][preset] = {"verdicts": counts, "zoom_errors": zooms, "shift_errors": shifts,
+                                              "displacement_p95": [p.displacement_p95_px for p in pairs],
+                                              "residual_median": [p.residual_median_px for p in pairs]}
+                preset_rows.append(
+                    f"| {preset} | {len(pairs)} | {counts['aligned']} / {counts['misaligned']} / {counts['drop']} | "
+                    f"{medians[preset]:.2f} | {np.median([p.residual_median_px for p in pairs]):.2f} | "
+                    f"{stats(zooms, 4)} | {stats(shifts, 2)} | {within} |")
+                print(preset_rows[-1], flush=True)
+            order = ranking(medians)
+            results["ranking"] = sorted(medians, key=medians.get)
+            print(order[0], flush=True)
+            sections += [
+                f"Per preset ({n} pairs of {args.size} px each, seeds {', '.join(map(str, args.seeds))}; errors "
+                "against meta.jsonl as median / p90 / max):",
+                "",
+                "| preset | pairs | aligned / misaligned / drop | median disp. p95 px | median residual px | "
+                "\\|zoom error\\| | shift error px | within FIT_TOLERANCES (median/max) |",
+                "|---|---:|---:|---:|---:|---:|---:|---|",
+                *preset_rows,
+                "",
+                *order,
+            ]
+            if not args.no_lowpass:
+                lowpass_rows = []
+                for sigma in LOWPASS:
+                    _, zooms, shifts = fit_errors(folders["sdd"], replace(config, lowpass=sigma))
+                    epe = flow_error(folders["sdd"], sigma, config.border)
+                    results["lowpass"][sigma] = {"flow_epe_median": epe, "zoom_errors": zooms, "shift_errors": shifts}
+                    lowpass_rows.append(f"| {sigma:g}{' (default)' if sigma == config.lowpass else ''} | {epe:.3f} | "
+                                        f"{stats(zooms, 4)} | {stats(shifts, 2)} |")
+                    print(lowpass_rows[-1], flush=True)
+                sections += [
+                    "",
+                    f"Low-pass sigma of both images before the flow (sdd preset, the same {n} pairs):",
+                    "",
+                    "| lowpass px | flow EPE px (median) | \\|zoom error\\| | shift error px |",
+                    "|---|---:|---:|---:|",
+                    *lowpass_rows,
+                ]
+    if not args.no_real:
+        real = Path(args.real)
+        lines, results["real"] = real_rows(real, replace(config, worst=0))
+        print("\n".join(lines), flush=True)
+        sections += ["" if sections else None,
+                     f"Real pairs: {len(results['real']['pairs'])} pairs of {os.path.relpath(real)} (default settings, "
+                     "worst first):", "", *lines]
+    seconds = time.perf_counter() - start
+    results["seconds"] = seconds
+    table = "\n".join(line for line in sections if line is not None)
     print(f"({seconds:.0f} s)")
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     if args.append:
         import torch
 
-        machine = f"{platform.machine()}, {torch.get_num_threads()} threads, {platform.python_version()}"
+        machine = (f"{platform.machine()}, {os.cpu_count()} CPU cores, {torch.get_num_threads()} threads, "
+                   f"Python {platform.python_version()}")
         text = (f"\n### Misalignment report vs the synthetic truth\n\n`python benchmarks/alignment.py "
                 f"{' '.join(sys.argv[1:])}` — {machine}, {time.strftime('%Y-%m-%d')}, {seconds:.0f} s.\n\n{table}\n")
         with open(args.append, "a") as handle:
