@@ -112,6 +112,15 @@ def held_out_pairs(count: int, seed: int):
             for i in range(count)]
 
 
+def finite_or_none(value):
+    """JSON without NaN (strict readers refuse it): an undefined correlation is ``null``."""
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite_or_none(v) for v in value]
+    return None if isinstance(value, float) and not np.isfinite(value) else value
+
+
 def score(maps: dict[str, list[np.ndarray]], truths: list[np.ndarray], border: int) -> dict[str, dict]:
     inner = (slice(border, -border or None), slice(border, -border or None))
     truth_all = np.concatenate([t[inner].ravel() for t in truths])
@@ -200,10 +209,10 @@ def main() -> None:
           f"{train_seconds:.0f} s, control {control_seconds:.0f} s)")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"rows": rows, "pairs": len(pairs), "checkpoint": args.checkpoint,
+        Path(args.json).write_text(json.dumps({"rows": finite_or_none(rows), "pairs": len(pairs), "checkpoint": args.checkpoint,
                                                "steps": None if args.checkpoint else args.steps,
                                                "control_steps": args.control_steps,
-                                               "seconds": time.perf_counter() - start}, indent=2) + "\n")
+                                               "seconds": time.perf_counter() - start}, indent=2, allow_nan=False) + "\n")
     if args.append:
         machine = (f"{platform.machine()}, {os.cpu_count()} CPU cores, {torch.get_num_threads()} threads, "
                    f"torch {torch.__version__}")
