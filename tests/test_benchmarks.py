@@ -84,3 +84,37 @@ def test_reblur_and_train_step_benchmarks_print_their_tables(tmp_path):
     deblur = run("deblur.py", "--size", "96x64", "--tile", "64", "--overlap", "16", "--whole", "32",
                  "--net-width", "0.0625", "--repeats", "1", cwd=tmp_path)
     assert "| jdrl deblur, tiled | 96x64 |" in deblur and "| deblur_image, whole | 32x32 |" in deblur
+
+
+def test_the_alignment_benchmark_ranks_presets_against_the_order_put_in():
+    sys.path.insert(0, str(BENCHMARKS))
+    from alignment import ranking
+
+    (right,) = ranking({"none": 0.4, "global": 6.0, "dpdd": 1.8, "sdd": 5.9, "hard": 12.0})
+    assert "none (0.40 px) < dpdd (1.80 px) < sdd (5.90 px) < global (6.00 px)" in right and "**not**" not in right
+    (wrong,) = ranking({"none": 0.4, "dpdd": 7.0, "sdd": 5.9, "hard": 12.0})
+    assert "**not** the order put in" in wrong
+
+
+@pytest.mark.slow
+def test_the_alignment_benchmark_writes_presets_lowpass_and_real_tables(tmp_path):
+    from jdrl.data.synthetic import SynthParams, write_synthetic
+
+    real = write_synthetic(tmp_path / "real", 2, SynthParams.with_misalignment("dpdd", size=64), seed=0,
+                           warn=lambda _: None)
+    out = run("alignment.py", "--pairs", "1", "--seeds", "3", "--size", "64", "--real", str(real),
+              "--json", str(tmp_path / "a.json"), "--append", str(tmp_path / "a.md"), cwd=tmp_path)
+    data = json.loads((tmp_path / "a.json").read_text())
+    assert set(data["presets"]) == {"none", "global", "dpdd", "sdd", "hard"} and len(data["lowpass"]) == 5
+    assert len(data["real"]["pairs"]) == 2 and not {"blur", "sharp"} & set(data["real"]["pairs"][0])
+    assert "Ranked by the median p95 displacement" in out and "Recommendation:" in out
+    assert "| none | 1 |" in (tmp_path / "a.md").read_text()
+
+
+@pytest.mark.slow
+def test_the_blur_map_benchmark_scores_every_map(tmp_path):
+    out = run("blur_map.py", "--steps", "1", "--pairs", "1", "--control-steps", "1", "--border", "4",
+              "--json", str(tmp_path / "b.json"), "--quiet", cwd=tmp_path)
+    rows = json.loads((tmp_path / "b.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))["rows"]
+    assert len(rows) == 9 and all(len(r["per_pair"]) == 1 for r in rows.values())
+    assert "| no network: -local gradient energy | (not px) |" in out

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from jdrl.reblur.module import ReblurModule
 
 GLOB_CHARACTERS = frozenset("*?[")
 
@@ -56,6 +57,7 @@ class DeblurReport:
 
     written: list[Path] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    blur_maps: list[Path] = field(default_factory=list)  # with ``reblur=``: each 16-bit map (previews beside)
 
     @property
     def ok(self) -> bool:
@@ -128,6 +130,34 @@ def plan_jobs(sources: Sequence[Path], out_dir: Path, overwrite: bool = False) -
     return jobs, refused
 
 
+BLUR_MAP_DIR, BLUR_PREVIEW_DIR = "blur_map", "blur_map_preview"  # under out_dir, one file per input stem
+
+
+def blur_map_targets(job: Job) -> tuple[Path, Path]:
+    """Where a job's blur map goes: ``OUT/blur_map/<stem>.png`` (16-bit) and ``OUT/blur_map_preview/<stem>.png``."""
+    out_dir, name = job.target.parent, job.target.name
+    return out_dir / BLUR_MAP_DIR / name, out_dir / BLUR_PREVIEW_DIR / name
+
+
+def refuse_blur_map_clashes(jobs: list[Job], sources: Sequence[Path], overwrite: bool) -> tuple[list[Job], list[Failure]]:
+    """The jobs whose blur-map files would overwrite an input, or (without ``overwrite``) an existing file, are
+    refused, as their deblurred output would be."""
+    inputs = {real_path(source) for source in sources}  # as plan_jobs: a symlink loop is named, not raised on
+    kept, refused = [], []
+    for job in jobs:
+        targets = blur_map_targets(job)
+        onto_input = [t for t in targets if real_path(t) in inputs]
+        existing = [t for t in targets if t.exists()]
+        if onto_input:
+            refused.append(Failure(str(job.source), f"refused: its blur map {onto_input[0]} is an input; choose another "
+                                                    "--out"))
+        elif existing and not overwrite:
+            refused.append(Failure(str(job.source), f"refused: {existing[0]} exists (--overwrite replaces it)"))
+        else:
+            kept.append(job)
+    return kept, refused
+
+
 def output_bit_depth(input_depth: int, forced: int | None) -> int:
     """``forced`` if given, else 8 for 8-bit inputs and 16 for 16-bit and float ones."""
     if forced is not None:
@@ -143,8 +173,10 @@ def _reason(error: BaseException, path: Path) -> str:
 
 
 def deblur_file(net: nn.Module, job: Job, *, tile: int | str | None = "auto", overlap: int | None = None,
-                amp: str | None = None, bit_depth: int | None = None, quiet: bool = True) -> Path:
-    """Read, deblur and write one image (raising on an unreadable input or an unwritable output)."""
+                amp: str | None = None, bit_depth: int | None = None, quiet: bool = True,
+                reblur: ReblurModule | None = None, blur_map_method: str = "wpn") -> Path:
+    """Read, deblur and write one image (raising on an unreadable input or an unwritable output); with ``reblur``
+    also its blur map (:func:`blur_map_targets`, :mod:`jdrl.reblur.blur_map`)."""
     from jdrl.images import read_image_with_depth, write_image
     from jdrl.inference import deblur_image, resolve_overlap, resolve_tile
     from jdrl.nets.tiling import tile_hint
@@ -158,6 +190,10 @@ def deblur_file(net: nn.Module, job: Job, *, tile: int | str | None = "auto", ov
     overlap = resolve_overlap(tile, overlap, device.type, hint)
     result = deblur_image(net, image, tile=side, overlap=overlap, amp=amp,
                           progress=bar(f"tiles of {job.source.name}", quiet or side is None))
+    if reblur is not None:
+        from jdrl.reblur.blur_map import blur_map_image, write_blur_map
+
+        write_blur_map(*blur_map_targets(job), blur_map_image(reblur, result, image, blur_map_method), blur_map_method)
     del image
     bad = int((~np.isfinite(result)).any(axis=-1).sum())
     if bad:  # written as 8/16-bit it would be black pixels, without a word
@@ -177,6 +213,8 @@ def deblur_files(
     bit_depth: int | None = None,
     overwrite: bool = False,
     quiet: bool = True,
+    reblur: ReblurModule | None = None,
+    blur_map_method: str = "wpn",
 ) -> DeblurReport:
     """Deblur every image named by ``inputs`` into ``out_dir`` with ``net`` (on its own device).
 
@@ -185,7 +223,10 @@ def deblur_files(
     the CPU / 1024 on CUDA), a side in pixels, or ``None`` (whole). ``overlap`` defaults
     to the hint's (256 px without one; at most half the tile). Returns the files written and every input that was not deblurred, with
     the reason; raises :class:`~jdrl.errors.DatasetError` before any work when two
-    inputs would write the same file.
+    inputs would write the same file. ``reblur`` (a trained reblurring module,
+    :func:`jdrl.reblur.blur_map.load_reblur`) also writes each input's blur map
+    (``OUT/blur_map/<stem>.png``, 16-bit, radius = value / 4096 px, and ``OUT/blur_map_preview/<stem>.png``)
+    by ``blur_map_method`` (``wpn`` or ``kernel``, :mod:`jdrl.reblur.blur_map`), on the network's device.
     """
     import torch
 
@@ -199,11 +240,20 @@ def deblur_files(
     overlap = resolve_overlap(tile, overlap, device.type, tile_hint(net))
     sources, failures = expand_inputs(inputs)
     jobs, refused = plan_jobs(sources, out_dir, overwrite)
+    if reblur is not None:
+        from jdrl.reblur.blur_map import check_method
+
+        check_method(reblur, blur_map_method)
+        reblur.to(device).eval()
+        jobs, refused_maps = refuse_blur_map_clashes(jobs, sources, overwrite)
+        refused += refused_maps
     report = DeblurReport(failures=failures + refused)
     for job in progress(jobs, desc="deblur", quiet=quiet, unit="img"):
         try:
             report.written.append(deblur_file(net, job, tile=tile, overlap=overlap, amp=amp, bit_depth=bit_depth,
-                                              quiet=quiet))
+                                              quiet=quiet, reblur=reblur, blur_map_method=blur_map_method))
+            if reblur is not None:
+                report.blur_maps.append(blur_map_targets(job)[0])
         except torch.OutOfMemoryError:
             _free_cache(device)
             report.failures.append(Failure(str(job.source), "out of memory; try --tile 512 (or smaller)"))

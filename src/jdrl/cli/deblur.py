@@ -60,6 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--bit-depth", type=int, choices=(8, 16), help="output bit depth (default: that of each input)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files (default: refuse)")
+    parser.add_argument("--blur-map", nargs="?", const="wpn", choices=("wpn", "kernel"), metavar="METHOD",
+                        help="also write each image's defocus map from the checkpoint's reblurring module: "
+                             "OUT/blur_map/<stem>.png (16-bit, radius in px = value / 4096) and a colour preview in "
+                             "OUT/blur_map_preview/; METHOD wpn (default: the expected kernel radius of its size "
+                             "mixture) or kernel (the radius of the equal-moment disk)")
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--amp", choices=AMP_CHOICES, help="mixed precision on CUDA (ignored on the CPU)")
     add_max_pixels(parser)
@@ -80,13 +85,22 @@ def run(args: argparse.Namespace) -> int:
     if args.tile != "auto":  # a bad --overlap fails before the network loads (with 'auto' the network sizes the tile)
         resolve_overlap(args.tile, args.overlap, device.type)
     net = create_net(args.net, checkpoint=args.checkpoint, trust_code=args.trust_code).to(device)
+    reblur = None
+    if args.blur_map:  # a checkpoint without a reblurring module is refused before any image runs
+        from jdrl.reblur.blur_map import load_reblur
+
+        reblur = load_reblur(args.checkpoint).to(device)
     if device.type == "cuda":
         net.to(memory_format=torch.channels_last)
     report = deblur_files(args.inputs, args.out, net, tile=args.tile, overlap=args.overlap, amp=args.amp,
-                          bit_depth=args.bit_depth, overwrite=args.overwrite, quiet=args.quiet)
+                          bit_depth=args.bit_depth, overwrite=args.overwrite, quiet=args.quiet, reblur=reblur,
+                          blur_map_method=args.blur_map or "wpn")
     total = len(report.written) + len(report.failures)
     seconds = time.perf_counter() - start
     print(f"deblurred {len(report.written)} of {total} input(s) into {args.out} in {seconds:.1f} s on {device}")
+    if reblur is not None:
+        print(f"  blur maps ({args.blur_map}): {len(report.blur_maps)} in {args.out}/blur_map (16-bit, px = value / "
+              f"4096), previews in {args.out}/blur_map_preview")
     if report.failures:
         print(f"jdrl deblur: {len(report.failures)} input(s) not deblurred:", file=sys.stderr)
         for failure in report.failures:

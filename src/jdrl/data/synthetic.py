@@ -71,7 +71,7 @@ import numpy as np
 from jdrl.config import Range, ranged
 from jdrl.data.augment import dihedral
 from jdrl.errors import DatasetError
-from jdrl.files import folder_problem
+from jdrl.files import file_problem, folder_problem
 from jdrl.images import is_image_file, read_image, write_image
 
 #: colour photographs shipped inside scikit-image (no download needed)
@@ -181,6 +181,7 @@ class SyntheticPair:
     meta: dict
     flow: np.ndarray | None = None  # (H, W, 2) float32, aligned -> ground truth: gt(p + flow(p)) ~ aligned(p)
     occlusion: np.ndarray | None = None  # (H, W) bool: aligned pixels with no correct correspondence in gt
+    coc: np.ndarray | None = None  # (H, W) float32: the circle-of-confusion radius in px that blurred each pixel
 
 
 # ----------------------------------------------------------------------------- sources
@@ -534,7 +535,8 @@ def make_pair(source: np.ndarray, params: SynthParams, seed: int, index: int, so
     sigma = float(rng.uniform(0.0, params.noise))
     noise = rng.standard_normal(aligned.shape).astype(np.float32)
 
-    blur = variable_disk_blur(aligned, coc_radius(depth, focus, r_peak))
+    coc = coc_radius(depth, focus, r_peak)
+    blur = variable_disk_blur(aligned, coc)
     if gain != 1.0 or sigma > 0:
         blur = np.clip(blur * gain + sigma * noise, 0.0, 1.0)
 
@@ -585,7 +587,7 @@ def make_pair(source: np.ndarray, params: SynthParams, seed: int, index: int, so
     meta["occluded_fraction"] = float(occlusion.mean())
     meta["out_of_view_fraction"] = float(out_of_view(flow).mean())
     return SyntheticPair(blur=blur.astype(np.float32), sharp=sharp, aligned=aligned, meta=meta, flow=flow,
-                         occlusion=occlusion)
+                         occlusion=occlusion, coc=coc)
 
 
 def apply_recorded_misalignment(aligned: np.ndarray, meta: dict) -> np.ndarray:
@@ -607,12 +609,13 @@ def write_synthetic(
     warn: Callable[[str], None] = print,
     overwrite: bool = False,
 ) -> Path:
-    """Write ``OUT/{blur,gt,aligned}/NNNNN.png``, ``OUT/flow/NNNNN.npy``, ``OUT/occlusion/NNNNN.png`` and
-    ``OUT/meta.jsonl`` (one line per pair).
+    """Write ``OUT/{blur,gt,aligned}/NNNNN.png``, ``OUT/flow/NNNNN.npy``, ``OUT/occlusion/NNNNN.png``,
+    ``OUT/coc/NNNNN.npy`` and ``OUT/meta.jsonl`` (one line per pair).
 
     ``flow/NNNNN.npy``: the true flow as float32 ``(H, W, 2)`` (x, y) in px, aligned/blurry geometry -> gt
     (``jdrl.flow.warp.warp(gt, flow) ~ aligned``; ``np.load``). ``occlusion/NNNNN.png``: 8-bit gray, 255 where
-    no correct correspondence exists, 0 elsewhere. The same seed writes byte-identical files.
+    no correct correspondence exists, 0 elsewhere. ``coc/NNNNN.npy``: the true circle-of-confusion radius in px
+    of each blurry pixel, float32 ``(H, W)`` (:func:`read_coc`). The same seed writes byte-identical files.
     """
     from jdrl.atomic import atomic_write
     from jdrl.config import validate
@@ -626,7 +629,7 @@ def write_synthetic(
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out} is a file, not a folder")
-    subs = ("blur", "gt", "aligned", "flow", "occlusion")
+    subs = ("blur", "gt", "aligned", "flow", "occlusion", "coc")
     existing = [p for sub in subs if (out / sub).is_dir() for p in sorted((out / sub).iterdir())]
     existing += [out / "meta.jsonl"] if (out / "meta.jsonl").exists() else []
     if existing and not overwrite:
@@ -645,6 +648,7 @@ def write_synthetic(
         write_image(out / "aligned" / file, pair.aligned)
         write_flow(out / "flow" / f"{index:05d}.npy", pair.flow)
         write_image(out / "occlusion" / file, pair.occlusion.astype(np.float32))
+        write_array(out / "coc" / f"{index:05d}.npy", pair.coc)
         record = {"file": file, **pair.meta, "params": asdict(params)}
         meta_file.write(json.dumps(record) + "\n")
     with atomic_write(out / "meta.jsonl") as handle:
@@ -654,13 +658,29 @@ def write_synthetic(
 
 def write_flow(path: str | os.PathLike, flow: np.ndarray) -> Path:
     """Save a flow ``(H, W, 2)`` as a float32 ``.npy`` (atomically)."""
+    return write_array(path, flow)
+
+
+def write_array(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """Save an array as a float32 ``.npy`` (atomically)."""
     from jdrl.atomic import atomic_write
 
     buffer = io.BytesIO()
-    np.save(buffer, np.ascontiguousarray(flow, dtype=np.float32), allow_pickle=False)
+    np.save(buffer, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
     with atomic_write(path) as handle:
         handle.write(buffer.getvalue())
     return Path(path)
+
+
+def read_coc(path: str | os.PathLike) -> np.ndarray:
+    """A circle-of-confusion map written by :func:`write_synthetic`: float32 ``(H, W)``, px."""
+    problem = file_problem(path)  # a FIFO or a device would block np.load; a loop or a folder is named
+    if problem:
+        raise ValueError(f"{path}: {problem}")
+    coc = np.load(path, allow_pickle=False)
+    if coc.ndim != 2:
+        raise ValueError(f"{path}: not an (H, W) radius map but {coc.shape}")
+    return coc.astype(np.float32, copy=False)
 
 
 def read_flow(path: str | os.PathLike) -> np.ndarray:
@@ -710,4 +730,6 @@ __all__ = [
     "write_flow",
     "read_flow",
     "read_occlusion",
+    "read_coc",
+    "write_array",
 ]

@@ -37,14 +37,16 @@ def mask_paper(flow: torch.Tensor, lam: float = 0.35) -> torch.Tensor:
     return keep.to(flow.dtype)
 
 
-def fit_global_motion(flow: torch.Tensor, weights: torch.Tensor | None = None, model: str = "similarity") -> torch.Tensor:
-    """Weighted least-squares fit of a global ``similarity`` (4 dof) or ``affine`` (6 dof) flow."""
+GLOBAL_MODELS = ("similarity", "affine")
+
+
+def _global_design(flow: torch.Tensor, model: str) -> torch.Tensor:
+    """``(B, 2N, P)``: the rows of u (first N) and v (last N) of a global ``model`` at every pixel, in coordinates
+    centred on the image (for conditioning)."""
     batch, _, height, width = flow.shape
     grid = pixel_grid(height, width, flow.device, torch.float64)
     x = (grid[:, 0] - (width - 1) / 2).flatten(1).expand(batch, -1)  # centred for conditioning
     y = (grid[:, 1] - (height - 1) / 2).flatten(1).expand(batch, -1)
-    u, v = flow[:, 0].flatten(1).double(), flow[:, 1].flatten(1).double()
-    w = torch.ones_like(u) if weights is None else weights.flatten(1).double()
     one, zero = torch.ones_like(x), torch.zeros_like(x)
     if model == "similarity":  # u = tx + s x - r y ;  v = ty + r x + s y
         rows_u = torch.stack([one, zero, x, -y], dim=-1)
@@ -54,16 +56,38 @@ def fit_global_motion(flow: torch.Tensor, weights: torch.Tensor | None = None, m
         rows_v = torch.stack([zero, zero, zero, one, x, y], dim=-1)
     else:
         raise ValueError(f"global motion model must be 'similarity' or 'affine', not {model!r}")
-    design = torch.cat([rows_u, rows_v], dim=1)  # (B, 2N, P)
+    return torch.cat([rows_u, rows_v], dim=1)
+
+
+def fit_global_params(flow: torch.Tensor, weights: torch.Tensor | None = None, model: str = "similarity") -> torch.Tensor:
+    """Weighted least-squares parameters ``(B, P)`` (float64) of a global flow, in centred pixel coordinates.
+
+    ``similarity``: ``(tx, ty, s, r)`` with ``u = tx + s x - r y``, ``v = ty + r x + s y``; ``affine``:
+    ``(a0, a1, a2, b0, b1, b2)`` with ``u = a0 + a1 x + a2 y``, ``v = b0 + b1 x + b2 y`` (``x, y`` measured from
+    the image centre ``((W-1)/2, (H-1)/2)``).
+    """
+    design = _global_design(flow, model)  # (B, 2N, P)
+    u, v = flow[:, 0].flatten(1).double(), flow[:, 1].flatten(1).double()
+    w = torch.ones_like(u) if weights is None else weights.flatten(1).double()
     target = torch.cat([u, v], dim=1).unsqueeze(-1)
     sqrt_w = torch.cat([w, w], dim=1).sqrt().unsqueeze(-1)
     normal = (design * sqrt_w).transpose(1, 2) @ (design * sqrt_w)
     rhs = (design * sqrt_w).transpose(1, 2) @ (target * sqrt_w)
     eye = torch.eye(normal.shape[-1], dtype=normal.dtype, device=normal.device)
-    params = torch.linalg.solve(normal + 1e-9 * eye, rhs)
-    fitted = (design @ params).squeeze(-1)
+    return torch.linalg.solve(normal + 1e-9 * eye, rhs).squeeze(-1)
+
+
+def global_flow(params: torch.Tensor, like: torch.Tensor, model: str = "similarity") -> torch.Tensor:
+    """The flow ``(B, 2, H, W)`` of :func:`fit_global_params`' ``params`` on the grid of ``like``, in its dtype."""
+    batch, _, height, width = like.shape
+    fitted = (_global_design(like, model) @ params.unsqueeze(-1)).squeeze(-1)
     n = height * width
-    return torch.stack([fitted[:, :n], fitted[:, n:]], dim=1).view(batch, 2, height, width).to(flow.dtype)
+    return torch.stack([fitted[:, :n], fitted[:, n:]], dim=1).view(batch, 2, height, width).to(like.dtype)
+
+
+def fit_global_motion(flow: torch.Tensor, weights: torch.Tensor | None = None, model: str = "similarity") -> torch.Tensor:
+    """Weighted least-squares fit of a global ``similarity`` (4 dof) or ``affine`` (6 dof) flow."""
+    return global_flow(fit_global_params(flow, weights, model), flow, model)
 
 
 def mask_parametric(
