@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from jdrl.data.synthetic import SynthParams
 from jdrl.files import write_text
+from jdrl.models import DEFAULT_MODEL, model_id
 
 if TYPE_CHECKING:  # the CLI imports this module to build its --help: no torch at import time
     import torch
@@ -36,6 +37,9 @@ NEVER = 10**9  # a decay interval no run reaches: a constant learning rate
 #: the demo's network: NAFNet at width 16 with one block per level (1.14 M parameters), no TLC
 DEMO_NAFNET = {"width": 16, "enc_blk_nums": [1, 1, 1, 1], "dec_blk_nums": [1, 1, 1, 1], "middle_blk_num": 1,
                "tlc": False}
+#: where every variant starts: the bundled model (the demo's network, pretrained on aligned synthetic pairs of the
+#: demo's training photos by benchmarks/pretrain.py; docs/MODEL_CARD.md)
+START = model_id(DEFAULT_MODEL)
 #: metric columns against the truth -> short names in tables and results.json
 COLUMNS = {"psnr_aligned": "psnr", "ssim_aligned": "ssim", "mae_aligned": "mae", "flow_error": "flow_error"}
 
@@ -67,6 +71,10 @@ class DemoSettings:
     # breathing, a smooth warp, two moving (occluding) regions and photometric differences of the GT)
     synth: SynthParams = field(default_factory=lambda: SynthParams.with_misalignment(
         "sdd", size=128, r_max=8.0, exposure=0.02, noise=0.005))
+    #: the checkpoint every variant starts from (any --checkpoint source; the bundled model by default, whose network
+    #: ``net``/``net_options`` must describe); None: random weights (the demo before the bundled model)
+    init: str | None = START
+    reblur_only: int = 0  # JDRL variants: first steps that train only the reblurring module R (the finetune preset)
     val_every: int = 100  # > 0: score the held-out pairs every N steps during training (RUN/val.csv, the curves)
     reblur_features: int = 16
     flow: str = "dis"  # training flow of the JDRL variants
@@ -123,12 +131,13 @@ def variant_config(settings: DemoSettings, variant: Variant) -> TrainConfig:
         options = {"width": settings.width, "dropout": 0.0, "residual": settings.residual, **options}
     every = settings.val_every if settings.val_every > 0 else settings.steps
     config = TrainConfig(
-        net=NetConfig(settings.net, options),
+        net=NetConfig(settings.net, options, init=settings.init),
         data=DataConfig(crop=settings.crop, batch_size=settings.batch),
         loss=JDRLConfig(objective=variant.objective, flow=settings.flow, reblur_features=settings.reblur_features),
         optim=OptimConfig(lr=settings.lr, decay=settings.decay, decay_every=NEVER),
         schedule=ScheduleConfig(unit="step", total=settings.steps,
                                 warmup=settings.warmup if variant.objective == "jdrl" else 0,
+                                reblur_only=settings.reblur_only if variant.objective == "jdrl" else 0,
                                 save_every=settings.steps, val_every=every,
                                 log_every=max(1, min(10, settings.steps))),
         run=RunConfig(seed=settings.seed, device=settings.device),
@@ -138,7 +147,7 @@ def variant_config(settings: DemoSettings, variant: Variant) -> TrainConfig:
 
 def train_variant(settings: DemoSettings, variant: Variant, train_set, run_dir: Path, quiet: bool,
                   val_set=None) -> torch.nn.Module:
-    """Train one variant from scratch and return the run's result (``RUN/model/``, eval mode): the last weights,
+    """Train one variant (from ``settings.init``, or from random weights) and return the run's result (``RUN/model/``, eval mode): the last weights,
     never a "best", and their exponential moving average when the variant sets ``run.ema_decay``.
 
     ``val_set`` (with ``settings.val_every > 0``) is scored every ``val_every`` steps into ``RUN/val.csv``."""
@@ -158,9 +167,11 @@ def run_variants(
     settings: DemoSettings, variants: Sequence[Variant], out: Path, datasets=None, quiet: bool = False,
     keep_images: bool = False,
 ) -> dict:
-    """Train and score every variant; ``{"input": EvalResult, name: EvalResult, ..., "_seconds": {...}}``."""
+    """Train and score every variant; ``{"input": EvalResult, "start": EvalResult (with ``settings.init``),
+    name: EvalResult, ..., "_seconds": {...}}``."""
     from jdrl.evaluation.protocol import evaluate
     from jdrl.flow import build_flow
+    from jdrl.nets import create_net
 
     train_set, eval_set = datasets or make_datasets(settings)
     flow = build_flow(settings.score_flow)
@@ -168,6 +179,9 @@ def run_variants(
     side = max(DEMO_PANEL_SIDE, min(settings.synth.size, 4 * DEMO_PANEL_SIDE))
     score = dict(flow=flow, keep_images=keep_images, thumbnail_size=side, device=settings.device)
     results = {"input": evaluate(eval_set, None, label="input", **score)}
+    if settings.init is not None:  # the start, untouched: what fine-tuning must not lose
+        start_net = create_net(checkpoint=settings.init, map_location=settings.device)
+        results["start"] = evaluate(eval_set, start_net, label="start", **score)
     seconds = {}
     for variant in variants:
         start = time.perf_counter()
@@ -272,6 +286,26 @@ def markdown(table: dict) -> str:
     return "\n".join(lines)
 
 
+def _summary(settings: DemoSettings, table: dict, pairs: int) -> str:
+    jdrl, pixel = table["jdrl"], table["pixel"]
+    start = (f"every model starts from {settings.init}" if settings.init is not None
+             else "every model starts from random weights")
+    text = (f"Scored on {pairs} held-out pairs ({', '.join(settings.held_out)}) against the true aligned image; "
+            f"{start}. JDRL vs input: {jdrl['psnr'] - table['input']['psnr']:+.2f} dB")
+    if "start" in table:
+        text += f"; vs start: {jdrl['psnr'] - table['start']['psnr']:+.2f} dB"
+    text += (f"; vs pixel loss: {jdrl['psnr'] - pixel['psnr']:+.2f} dB PSNR, geometric error "
+             f"{jdrl['flow_error']:.3f} px vs {pixel['flow_error']:.3f} px")
+    if "oracle" in table:
+        text += f"; vs oracle: {jdrl['psnr'] - table['oracle']['psnr']:+.2f} dB"
+    return text + "."
+
+
+def results_markdown(settings: DemoSettings, table: dict, pairs: int) -> str:
+    """``results.md``: the summary line and the table, every row once."""
+    return f"# jdrl demo\n\n{_summary(settings, table, pairs)}\n\n{markdown(table)}\n"
+
+
 def _strips(out: Path, results: dict) -> dict[str, str]:
     from jdrl.evaluation.report import make_strip
     from jdrl.images import write_image
@@ -346,11 +380,8 @@ def _write_report(out: Path, settings: DemoSettings, results: dict, table: dict,
     (out / "results.json").write_text(json.dumps(table, indent=2) + "\n")
     (out / "settings.json").write_text(json.dumps({**asdict(settings), "train_seconds": seconds,
                                                    "total_seconds": round(total, 1)}, indent=2) + "\n")
-    gain = table["jdrl"]["psnr"] - table["pixel"]["psnr"]
-    summary = (f"Scored on {len(results['input'].rows)} held-out pairs ({', '.join(settings.held_out)}) "
-               f"against the true aligned image. JDRL vs pixel loss: {gain:+.2f} dB PSNR; geometric error "
-               f"{table['jdrl']['flow_error']:.3f} px vs {table['pixel']['flow_error']:.3f} px.")
-    write_text(out / "results.md", f"# jdrl demo\n\n{summary}\n\n{markdown(table)}\n")
+    write_text(out / "results.md", results_markdown(settings, table, len(results["input"].rows)))
+    summary = _summary(settings, table, len(results["input"].rows))
     strips = _strips(out, results)
     models = [r for r in results if r != "input"]
     validation = _validation_figure(out, results, models)

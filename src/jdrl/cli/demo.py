@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "train pixel-loss and JDRL models on bundled photos and compare them (offline, CPU-sized)"
+HELP = "fine-tune the bundled model with the pixel loss and with JDRL on misaligned pairs and compare them (offline, CPU-sized)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,6 +14,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = DemoSettings()
     parser.add_argument("--out", default="jdrl-demo", help="report folder (default: %(default)s)")
     parser.add_argument("--steps", type=int_in(1, 10**7), default=defaults.steps, help="training steps per model (default: %(default)s)")
+    parser.add_argument("--init", default=None, metavar="CHECKPOINT",
+                        help=f"where every model starts: any --checkpoint source (default: the bundled model {defaults.init}, "
+                             "with the demo's network; with another --net: random weights)")
+    parser.add_argument("--from-scratch", action="store_true", help="start every model from random weights")
     parser.add_argument("--net", default=defaults.net, help="the network, any of `jdrl nets` (default: %(default)s)")
     parser.add_argument("--net-options", type=_json_dict, default=None, metavar="JSON",
                         help="the network's options as JSON (default: the demo's for its network)")
@@ -48,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
     from jdrl.demo import DemoSettings, markdown, run_demo
     from jdrl.errors import UsageError
 
+    if args.from_scratch and args.init is not None:
+        raise UsageError("--from-scratch and --init name two different starts; give one of them")
     if args.width is not None and args.net != "unet":
         raise UsageError(f"--width is the UNet's width multiplier; the network is {args.net} "
                          "(add --net unet, or give its options with --net-options)")
@@ -57,8 +63,13 @@ def run(args: argparse.Namespace) -> int:
     chosen = dict(steps=args.steps, width=width, batch=args.batch, device=args.device, oracle=args.oracle,
                   seed=args.seed, lr=args.lr, val_every=args.val_every)
     if args.net != defaults.net or args.net_options is not None:
-        # another network starts from its own defaults (net_options={}) unless options are given
-        chosen.update(net=args.net, net_options=args.net_options or {})
+        # another network starts from its own defaults (net_options={}) unless options are given, and from random
+        # weights unless --init names its start (the bundled model is the default network's)
+        chosen.update(net=args.net, net_options=args.net_options or {}, init=None)
+    if args.init is not None:
+        chosen["init"] = args.init
+    if args.from_scratch:
+        chosen["init"] = None
     settings = DemoSettings(**chosen)
     table = run_demo(args.out, settings, quiet=args.quiet)
     print()
