@@ -383,7 +383,7 @@ def _write_report(out: Path, settings: DemoSettings, results: dict, table: dict,
     write_text(out / "results.md", results_markdown(settings, table, len(results["input"].rows)))
     summary = _summary(settings, table, len(results["input"].rows))
     strips = _strips(out, results)
-    models = [r for r in results if r != "input"]
+    models = list(seconds)  # the trained variants (not the input, not the untouched start)
     validation = _validation_figure(out, results, models)
     crops = _crop_strips(out, results)
     curves = _curves(out, models)

@@ -162,11 +162,7 @@ def read_model(source: str | os.PathLike, map_location: str | torch.device = "cp
     """The network name, options and tensors of a model folder, ``.safetensors`` file or ``hf:`` id."""
     where = str(source)
     if is_bundled_id(source):  # a model that ships with jdrl (jdrl.models)
-        with model_files(str(source)) as (config_path, weights_path):
-            config = _read_config(config_path)
-            tensors, metadata = read_safetensors(weights_path, map_location)
-            name, options = _network(config, metadata, config_path, weights_path)
-        return ModelFiles(name, options, tensors, where, config, metadata)
+        return _read_bundled(str(source), map_location)
     if is_hub_id(source):
         config_path, weights_path = hub_files(str(source))
     else:
@@ -187,6 +183,14 @@ def read_model(source: str | os.PathLike, map_location: str | torch.device = "cp
     tensors, metadata = read_safetensors(weights_path, map_location)
     name, options = _network(config, metadata, config_path, weights_path)
     return ModelFiles(name, options, tensors, where, config, metadata)
+
+
+def _read_bundled(source: str, map_location: str | torch.device) -> ModelFiles:
+    with model_files(source) as (config_path, weights_path):  # real files only while the context lasts
+        config = _read_config(config_path)
+        tensors, metadata = read_safetensors(weights_path, map_location)
+        name, options = _network(config, metadata, config_path, weights_path)
+    return ModelFiles(name, options, tensors, source, config, metadata)
 
 
 def read_safetensors(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[dict, dict]:

@@ -68,6 +68,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def default_checkpoint(net: str | None) -> str:
+    """Without ``--checkpoint``: the bundled model, said in one line (also with --quiet: it decides the result)."""
+    from jdrl.errors import UsageError
+    from jdrl.models import DEFAULT_MODEL, MODELS, model_id
+
+    model = MODELS[DEFAULT_MODEL]
+    if net is not None and net != model.net:  # random weights of another network deblur nothing
+        raise UsageError(f"--net {net} without --checkpoint: give the weights to run (the bundled model, used "
+                         f"without --checkpoint, is a {model.net})")
+    checkpoint = model_id(DEFAULT_MODEL)
+    print(f"no --checkpoint: using the bundled model {checkpoint} ({model.summary})")
+    return checkpoint
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -80,13 +94,7 @@ def run(args: argparse.Namespace) -> int:
     device = choose_device(args.device)
     if args.tile != "auto":  # a bad --overlap fails before the network loads (with 'auto' the network sizes the tile)
         resolve_overlap(args.tile, args.overlap, device.type)
-    checkpoint = args.checkpoint
-    if checkpoint is None:
-        from jdrl.models import DEFAULT_MODEL, MODELS, model_id
-
-        checkpoint = model_id(DEFAULT_MODEL)
-        if not args.quiet:
-            print(f"no --checkpoint: using the bundled model {checkpoint} ({MODELS[DEFAULT_MODEL].summary})")
+    checkpoint = args.checkpoint if args.checkpoint is not None else default_checkpoint(args.net)
     net = create_net(args.net, checkpoint=checkpoint, trust_code=args.trust_code).to(device)
     if device.type == "cuda":
         net.to(memory_format=torch.channels_last)

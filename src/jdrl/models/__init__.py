@@ -33,6 +33,7 @@ class BundledModel:
     """What ``jdrl nets`` says about a bundled model (its weights and network live in its folder)."""
 
     name: str
+    net: str  # the registered network name (config.json holds it with its options)
     network: str  # in words
     summary: str  # what it was trained on and for, one line
 
@@ -42,6 +43,7 @@ DEFAULT_MODEL = "synth-nafnet16"
 MODELS: dict[str, BundledModel] = {
     DEFAULT_MODEL: BundledModel(
         DEFAULT_MODEL,
+        "nafnet_w32",
         "nafnet_w32 at width 16, one block per level (jdrl.demo.DEMO_NAFNET), 1.14 M parameters",
         "trained by jdrl from scratch on aligned synthetic defocus pairs (disk blur <= 8 px) of 12 scikit-image "
         "photos; not on real captures (docs/MODEL_CARD.md)",
