@@ -84,3 +84,23 @@ def test_reblur_and_train_step_benchmarks_print_their_tables(tmp_path):
     deblur = run("deblur.py", "--size", "96x64", "--tile", "64", "--overlap", "16", "--whole", "32",
                  "--net-width", "0.0625", "--repeats", "1", cwd=tmp_path)
     assert "| jdrl deblur, tiled | 96x64 |" in deblur and "| deblur_image, whole | 32x32 |" in deblur
+
+
+@pytest.mark.slow
+def test_the_pretraining_recipe_runs_scores_and_exports_a_loadable_model(tmp_path):
+    from jdrl.nets import create_net
+
+    tiny = json.dumps({"width": 4, "enc_blk_nums": [1, 1], "dec_blk_nums": [1, 1], "middle_blk_num": 1, "tlc": False})
+    args = ["--steps", "2", "--val-every", "1", "--pairs", "4", "--size", "64", "--crop", "32", "--batch", "2",
+            "--net-options", tiny, "--score-r-max", "4", "--threads", "1", "--out", str(tmp_path / "out"),
+            "--export", str(tmp_path / "model")]
+    out = run("pretrain.py", *args, cwd=tmp_path)
+    settings = json.loads((tmp_path / "out" / "settings.json").read_text())
+    assert settings["train_photos"] and not set(settings["train_photos"]) & set(settings["held_out_photos"])
+    assert settings["targets"] == "aligned truth" and set(settings["scores"]) == {"4.0"}
+    assert "| PSNR (dB) |" in out and (tmp_path / "out" / "curve.md").is_file()
+    net = create_net(checkpoint=tmp_path / "model")
+    assert net.jdrl_spec.name == "nafnet_w32" and net.jdrl_spec.options["width"] == 4
+    again = subprocess.run([sys.executable, str(BENCHMARKS / "pretrain.py"), *args], capture_output=True, text=True,
+                           cwd=tmp_path, timeout=600)
+    assert again.returncode != 0 and "exists" in again.stderr  # nothing is overwritten unless asked
