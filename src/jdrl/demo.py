@@ -75,6 +75,7 @@ class DemoSettings:
     #: ``net``/``net_options`` must describe); None: random weights (the demo before the bundled model)
     init: str | None = START
     reblur_only: int = 0  # JDRL variants: first steps that train only the reblurring module R (the finetune preset)
+    reblur_only_lr: float | None = None  # the learning rate of those steps (None: lr)
     val_every: int = 100  # > 0: score the held-out pairs every N steps during training (RUN/val.csv, the curves)
     reblur_features: int = 16
     flow: str = "dis"  # training flow of the JDRL variants
@@ -134,7 +135,8 @@ def variant_config(settings: DemoSettings, variant: Variant) -> TrainConfig:
         net=NetConfig(settings.net, options, init=settings.init),
         data=DataConfig(crop=settings.crop, batch_size=settings.batch),
         loss=JDRLConfig(objective=variant.objective, flow=settings.flow, reblur_features=settings.reblur_features),
-        optim=OptimConfig(lr=settings.lr, decay=settings.decay, decay_every=NEVER),
+        optim=OptimConfig(lr=settings.lr, reblur_only_lr=settings.reblur_only_lr, decay=settings.decay,
+                          decay_every=NEVER),
         schedule=ScheduleConfig(unit="step", total=settings.steps,
                                 warmup=settings.warmup if variant.objective == "jdrl" else 0,
                                 reblur_only=settings.reblur_only if variant.objective == "jdrl" else 0,
