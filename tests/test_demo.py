@@ -50,7 +50,7 @@ def test_a_seconds_long_demo_fine_tunes_the_bundled_model_and_scores_its_start(t
     from jdrl.demo import DEMO_NAFNET
 
     original = demo.DemoSettings
-    start = dict(net_options=dict(DEMO_NAFNET), init=demo.START, steps=2, val_every=0)
+    start = dict(net_options=dict(DEMO_NAFNET), init=demo.START, steps=2, val_every=0, warmup=0, reblur_only=1)
     monkeypatch.setattr(demo, "DemoSettings", lambda **kw: original(**{**tiny_settings(), **kw, **start}))
     assert main(["demo", "--out", str(tmp_path), "--quiet"]) == 0
     results = json.loads((tmp_path / "results.json").read_text())
@@ -83,12 +83,13 @@ def test_the_demo_trains_the_network_it_is_given(tmp_path, monkeypatch):
     assert not (tmp_path / "runs" / "jdrl" / "val.csv").exists() and not (tmp_path / "validation.png").exists()
 
 
-def test_the_demo_defaults_to_the_narrow_nafnet_with_a_cosine_decay():
+def test_the_demo_fine_tunes_the_bundled_narrow_nafnet_with_a_cosine_decay():
     from jdrl.demo import DEMO_NAFNET, JDRL, DemoSettings, variant_config
 
     config = variant_config(DemoSettings(), JDRL)
     assert config.net.name == "nafnet_w32" and dict(config.net.options) == DEMO_NAFNET
-    assert (config.optim.lr, config.optim.decay, config.schedule.total) == (2e-3, "cosine", 400)
+    assert (config.optim.lr, config.optim.decay, config.schedule.total) == (5e-4, "cosine", 400)
+    assert config.net.init == "jdrl:synth-nafnet16" and (config.schedule.warmup, config.schedule.reblur_only) == (0, 50)
 
 
 def test_variant_config_passes_the_network_and_its_options():

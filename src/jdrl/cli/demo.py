@@ -9,7 +9,7 @@ HELP = "fine-tune the bundled model with the pixel loss and with JDRL on misalig
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from jdrl.cli.arguments import float_in, int_in
-    from jdrl.demo import DemoSettings
+    from jdrl.demo import FROM_SCRATCH, DemoSettings
 
     defaults = DemoSettings()
     parser.add_argument("--out", default="jdrl-demo", help="report folder (default: %(default)s)")
@@ -23,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the network's options as JSON (default: the demo's for its network)")
     parser.add_argument("--width", type=float_in(0.001, 16), default=None,
                         help=f"UNet width multiplier, with --net unet (default: {defaults.width})")
-    parser.add_argument("--lr", type=float_in(1e-9, 10), default=defaults.lr, help="learning rate (default: %(default)s)")
+    parser.add_argument("--lr", type=float_in(1e-9, 10), default=None,
+                        help=f"learning rate (default: {defaults.lr} fine-tuning, {FROM_SCRATCH['lr']} from scratch)")
     parser.add_argument("--val-every", type=int_in(0, 10**7), default=defaults.val_every,
                         help="score the held-out pairs every N steps, for the report's curves; 0: only at the end "
                              "(default: %(default)s)")
@@ -49,7 +50,7 @@ def _json_dict(text: str) -> dict:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from jdrl.demo import DemoSettings, markdown, run_demo
+    from jdrl.demo import FROM_SCRATCH, DemoSettings, markdown, run_demo
     from jdrl.errors import UsageError
 
     if args.from_scratch and args.init is not None:
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     defaults = DemoSettings()
     width = defaults.width if args.width is None else args.width
     chosen = dict(steps=args.steps, width=width, batch=args.batch, device=args.device, oracle=args.oracle,
-                  seed=args.seed, lr=args.lr, val_every=args.val_every)
+                  seed=args.seed, val_every=args.val_every)
     if args.net != defaults.net or args.net_options is not None:
         # another network starts from its own defaults (net_options={}) unless options are given, and from random
         # weights unless --init names its start (the bundled model is the default network's)
@@ -70,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
         chosen["init"] = args.init
     if args.from_scratch:
         chosen["init"] = None
+    if chosen.get("init", defaults.init) is None:  # random weights: the schedule chosen for training from scratch
+        chosen.update(FROM_SCRATCH)
+    if args.lr is not None:
+        chosen["lr"] = args.lr
     settings = DemoSettings(**chosen)
     table = run_demo(args.out, settings, quiet=args.quiet)
     print()
