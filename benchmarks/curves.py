@@ -58,12 +58,14 @@ def demo_settings(overrides: dict, **more):
     """The demo's settings with ``overrides``; the synthetic-data keys (size, r_max, shift, ...) go to ``synth``."""
     from dataclasses import fields, replace
 
-    from jdrl.demo import DemoSettings
+    from jdrl.demo import DemoSettings, from_scratch
     from jdrl.data.synthetic import SynthParams
 
     merged = {**overrides, **more}
     synth_keys = {f.name for f in fields(SynthParams)}
-    settings = DemoSettings(**{k: v for k, v in merged.items() if k not in synth_keys})
+    # without a start: the demo's from-scratch schedule and blur (jdrl.demo.FROM_SCRATCH) under the overrides
+    base = DemoSettings() if merged.get("init") else from_scratch(DemoSettings())
+    settings = replace(base, **{k: v for k, v in merged.items() if k not in synth_keys})
     return replace(settings, synth=replace(settings.synth, **{k: v for k, v in merged.items() if k in synth_keys}))
 
 

@@ -62,7 +62,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from jdrl.data.synthetic import MISALIGNMENT_PRESETS, SynthParams
-from jdrl.demo import JDRL, ORACLE, PIXEL, START, DemoSettings, Variant
+from jdrl.demo import JDRL, ORACLE, PIXEL, START, DemoSettings, Variant, from_scratch
 
 ABLATIONS = [
     Variant("#2 w/o deformation", overrides=("loss.deform=none",)),
@@ -291,27 +291,33 @@ def main() -> None:
     parser.add_argument("--net", help="network name (default: the demo's)")
     parser.add_argument("--net-options", type=json.loads, help="its options as JSON (default: the demo's)")
     defaults = DemoSettings()
-    for name in ("steps", "batch", "crop", "train_pairs", "eval_pairs", "seed", "warmup", "reblur_features",
-                 "reblur_only"):
+    for name in ("steps", "batch", "crop", "train_pairs", "eval_pairs", "seed", "reblur_features"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
-    for name in ("width", "lr"):
-        parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
+    # default None: the demo's fine-tuning values with --init, its from-scratch ones without (jdrl.demo.FROM_SCRATCH)
+    for name in ("warmup", "reblur_only"):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None)
+    parser.add_argument("--width", type=float, default=defaults.width)
+    parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--size", type=int, default=defaults.synth.size)
-    parser.add_argument("--r-max", type=float, default=defaults.synth.r_max)
+    parser.add_argument("--r-max", type=float, default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--collect", action="store_true",
                         help="only write the tables from OUT/runs.jsonl (a stopped benchmark's finished runs)")
     args = parser.parse_args()
 
+    base = DemoSettings(init=args.init) if args.init else from_scratch(DemoSettings())
     chosen = {k: getattr(args, k) for k in ("steps", "batch", "crop", "train_pairs", "eval_pairs", "seed", "width",
-                                            "lr", "device", "warmup", "reblur_features", "init", "reblur_only")}
+                                            "device", "reblur_features")}
+    chosen.update(init=base.init, **{k: getattr(base, k) if getattr(args, k) is None else getattr(args, k)
+                                      for k in ("lr", "warmup", "reblur_only")})
+    r_max = base.synth.r_max if args.r_max is None else args.r_max
     if args.net:
         chosen.update(net=args.net, net_options=args.net_options or {})
     elif args.net_options is not None:
         chosen["net_options"] = args.net_options
     settings = DemoSettings(**chosen)
     settings = replace(settings, synth=SynthParams.with_misalignment(
-        args.misalignment, size=args.size, r_max=args.r_max, exposure=settings.synth.exposure,
+        args.misalignment, size=args.size, r_max=r_max, exposure=settings.synth.exposure,
         noise=settings.synth.noise))
     args.settings = settings
     out = Path(args.out)

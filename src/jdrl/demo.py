@@ -40,9 +40,9 @@ DEMO_NAFNET = {"width": 16, "enc_blk_nums": [1, 1, 1, 1], "dec_blk_nums": [1, 1,
 #: where every variant starts: the bundled model (the demo's network, pretrained on aligned synthetic pairs of the
 #: demo's training photos by benchmarks/pretrain.py; docs/MODEL_CARD.md)
 START = model_id(DEFAULT_MODEL)
-#: what a run from random weights uses instead (the demo's schedule before the bundled model: lr 2e-3 and the
-#: released warm-up stage, chosen by the learning curves of docs/RESULTS.md)
-FROM_SCRATCH = {"lr": 2e-3, "warmup": 50, "reblur_only": 0}
+#: what a run from random weights uses instead (the demo's schedule and blur before the bundled model: lr 2e-3, the
+#: released warm-up stage, blur <= 8 px; chosen by the learning curves of docs/RESULTS.md)
+FROM_SCRATCH = {"lr": 2e-3, "warmup": 50, "reblur_only": 0, "r_max": 8.0}
 #: metric columns against the truth -> short names in tables and results.json
 COLUMNS = {"psnr_aligned": "psnr", "ssim_aligned": "ssim", "mae_aligned": "mae", "flow_error": "flow_error"}
 
@@ -101,6 +101,14 @@ class Variant:
 
 
 PIXEL, JDRL, ORACLE = Variant("pixel", "pixel"), Variant("jdrl"), Variant("oracle", "pixel", aligned_targets=True)
+
+
+def from_scratch(settings: DemoSettings) -> DemoSettings:
+    """``settings`` for random weights: no ``init`` and the :data:`FROM_SCRATCH` schedule and blur."""
+    from dataclasses import replace
+
+    return replace(settings, init=None, lr=FROM_SCRATCH["lr"], warmup=FROM_SCRATCH["warmup"],
+                   reblur_only=FROM_SCRATCH["reblur_only"], synth=replace(settings.synth, r_max=FROM_SCRATCH["r_max"]))
 
 
 def make_datasets(settings: DemoSettings, train_sources=None, eval_sources=None):

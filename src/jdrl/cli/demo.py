@@ -49,8 +49,9 @@ def _json_dict(text: str) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     import time
+    from dataclasses import replace
 
-    from jdrl.demo import FROM_SCRATCH, DemoSettings, markdown, run_demo
+    from jdrl.demo import DemoSettings, from_scratch, markdown, run_demo
     from jdrl.errors import UsageError
 
     if args.from_scratch and args.init is not None:
@@ -71,11 +72,11 @@ def run(args: argparse.Namespace) -> int:
         chosen["init"] = args.init
     if args.from_scratch:
         chosen["init"] = None
-    if chosen.get("init", defaults.init) is None:  # random weights: the schedule chosen for training from scratch
-        chosen.update(FROM_SCRATCH)
-    if args.lr is not None:
-        chosen["lr"] = args.lr
     settings = DemoSettings(**chosen)
+    if settings.init is None:  # random weights: the schedule and blur chosen for training from scratch
+        settings = from_scratch(settings)
+    if args.lr is not None:
+        settings = replace(settings, lr=args.lr)
     table = run_demo(args.out, settings, quiet=args.quiet)
     print()
     print(markdown(table))
