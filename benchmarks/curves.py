@@ -3,6 +3,7 @@
     python benchmarks/curves.py --device cuda --steps 3000 --out bench/curves
     python benchmarks/curves.py --device cuda --configs 'demo={}' 'fast={"lr": 0.001}' --groups main
     python benchmarks/curves.py --configs 'demo={}' --groups ablations masks --deadline 600
+    python benchmarks/curves.py --init --steps 400 --val-every 50 --configs 'demo={}'   # from the bundled model
 
 The same experiment as ``jdrl demo`` and ``benchmarks/misalignment.py`` (synthetic
 misaligned pairs from the bundled photos, held-out photos scored against the true
@@ -57,12 +58,14 @@ def demo_settings(overrides: dict, **more):
     """The demo's settings with ``overrides``; the synthetic-data keys (size, r_max, shift, ...) go to ``synth``."""
     from dataclasses import fields, replace
 
-    from jdrl.demo import DemoSettings
+    from jdrl.demo import DemoSettings, from_scratch
     from jdrl.data.synthetic import SynthParams
 
     merged = {**overrides, **more}
     synth_keys = {f.name for f in fields(SynthParams)}
-    settings = DemoSettings(**{k: v for k, v in merged.items() if k not in synth_keys})
+    # without a start: the demo's from-scratch schedule and blur (jdrl.demo.FROM_SCRATCH) under the overrides
+    base = DemoSettings() if merged.get("init") else from_scratch(DemoSettings())
+    settings = replace(base, **{k: v for k, v in merged.items() if k not in synth_keys})
     return replace(settings, synth=replace(settings.synth, **{k: v for k, v in merged.items() if k in synth_keys}))
 
 
@@ -87,7 +90,7 @@ def run_one(args, index: int) -> None:
     torch.set_num_threads(1)  # many runs share the machine
     cv2.setNumThreads(1)
     _, overrides, variant = job_list(args)[index]
-    settings = demo_settings(overrides, steps=args.steps, device=args.device, seed=args.seed)
+    settings = demo_settings({"init": args.init, **overrides}, steps=args.steps, device=args.device, seed=args.seed)
     train_set, eval_set = make_datasets(settings, *source_split(args))
     data = AlignedTargets(train_set) if variant.aligned_targets else train_set
     run_dir = Path(args.out) / "runs" / f"{index:02d}"
@@ -112,35 +115,46 @@ def collect(args, jobs) -> list[dict]:
     return rows
 
 
-def markdown(args, rows: list[dict], inputs: dict) -> str:
+def markdown(args, rows: list[dict], inputs: dict, starts: dict | None = None) -> str:
     steps = list(range(args.val_every, args.steps + 1, args.val_every))
+    starts = starts or {}
     lines = ["PSNR (dB) against the true aligned image after N steps; (flow error px) at the last point; "
-             "'-': the run did not get there before the deadline.", "",
-             "| config | variant | input | " + " | ".join(str(s) for s in steps) + " |",
-             "|---|---|---|" + "---|" * len(steps)]
+             "'-': the run did not get there before the deadline." + (" Step 0: the start checkpoint, untouched."
+                                                                      if starts else ""), "",
+             "| config | variant | input | " + ("0 | " if starts else "") + " | ".join(str(s) for s in steps) + " |",
+             "|---|---|---|" + ("---|" if starts else "") + "---|" * len(steps)]
     for row in rows:
         by_step = {point["step"]: point for point in row["curve"]}
         cells = [f"{by_step[s]['psnr']:.2f}" if s in by_step else "-" for s in steps]
         if row["curve"]:
             cells[len(row["curve"]) - 1] += f" ({row['curve'][-1]['flow_error']:.2f})"
+        if starts:
+            cells.insert(0, f"{starts[row['config']]:.2f}" if row["config"] in starts else "-")
         lines.append(f"| {row['config']} {json.dumps(row['settings'])} | {row['variant']} | "
                      f"{inputs[row['config']]:.2f} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def input_psnr(args, jobs) -> dict:
+def input_psnr(args, jobs) -> tuple[dict, dict]:
+    """Per config, the held-out PSNR of the blurry input and (with a start checkpoint) of the start, untouched."""
     from jdrl.demo import make_datasets
     from jdrl.evaluation.protocol import evaluate
+    from jdrl.nets import create_net
 
-    found, split = {}, source_split(args)
+    found, start, split = {}, {}, source_split(args)
     for name, overrides, _ in jobs:
         if name not in found:
-            settings = demo_settings(overrides, seed=args.seed)
-            found[name] = evaluate(make_datasets(settings, *split)[1], None).means["psnr_aligned"]
-    return found
+            settings = demo_settings({"init": args.init, **overrides}, seed=args.seed)
+            held_out = make_datasets(settings, *split)[1]
+            found[name] = evaluate(held_out, None).means["psnr_aligned"]
+            if settings.init is not None:
+                start[name] = evaluate(held_out, create_net(checkpoint=settings.init)).means["psnr_aligned"]
+    return found, start
 
 
 def main() -> None:
+    from jdrl.demo import START
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", default=[
         "demo={}", 'A={"batch": 4, "lr": 0.001, "r_max": 5.0}', 'C={"lr": 0.001, "r_max": 5.0}',
@@ -156,6 +170,9 @@ def main() -> None:
     parser.add_argument("--sources", help="folder of sharp photos (default: scikit-image's bundled photos)")
     parser.add_argument("--held-out", type=int, default=4)
     parser.add_argument("--spynet-weights")
+    parser.add_argument("--init", nargs="?", const=START, default=None, metavar="CHECKPOINT",
+                        help=f"start every run from this checkpoint; --init alone: the bundled model {START} "
+                             "(the demo's network); default: random weights (a config's \"init\" wins)")
     parser.add_argument("--parallel", type=int, default=os.cpu_count() or 1, help="runs at once")
     parser.add_argument("--deadline", type=float, default=float("inf"), help="seconds before unfinished runs stop")
     parser.add_argument("--out", default="bench-curves")
@@ -183,7 +200,7 @@ def main() -> None:
     rows = collect(args, jobs)
     (out / "curves.json").write_text(json.dumps(rows, indent=1) + "\n")
     text = f"`python benchmarks/curves.py {' '.join(argv)}` ({time.time() - start:.0f} s)\n\n" + \
-        markdown(args, rows, input_psnr(args, jobs))
+        markdown(args, rows, *input_psnr(args, jobs))
     (out / "curves.md").write_text(text)
     print(text)
 

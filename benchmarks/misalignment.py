@@ -4,6 +4,7 @@
     python benchmarks/misalignment.py --groups main ablations --steps 400 --seeds 2 --jobs 2   # smaller
     python benchmarks/misalignment.py --groups kinds --misalignment hard --seeds 2 --jobs 2
     python benchmarks/misalignment.py --groups flows --spynet-weights ../shared/weights/spynet_sintel_final.pth
+    python benchmarks/misalignment.py --groups kinds --init --steps 200 --seeds 3 --jobs 2   # from the bundled model
 
 Synthetic misaligned defocus pairs are made from a folder of sharp photos (the
 last ``--held-out`` photos, sorted by name, are used for scoring only; default:
@@ -40,7 +41,9 @@ Groups (``--groups``):
                (breathing, smooth warp, local motion + occlusion, photometric) and all combined
 ``strength``   pixel vs JDRL at the presets none / dpdd / sdd / hard
 
-Every group's table repeats the input and the pixel and JDRL rows it is compared with.
+Every group's table repeats the input and the pixel and JDRL rows it is compared with. ``--init``
+starts every trained row from a checkpoint (alone: the bundled model) instead of random weights, and adds
+the row ``start``: that checkpoint, untouched.
 Results: ``OUT/results.md`` (one table per group / kind) and ``OUT/results.json``.
 ``--jobs N`` trains N runs at once (one thread each).
 """
@@ -59,7 +62,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from jdrl.data.synthetic import MISALIGNMENT_PRESETS, SynthParams
-from jdrl.demo import JDRL, ORACLE, PIXEL, DemoSettings, Variant
+from jdrl.demo import JDRL, ORACLE, PIXEL, START, DemoSettings, Variant, from_scratch
 
 ABLATIONS = [
     Variant("#2 w/o deformation", overrides=("loss.deform=none",)),
@@ -82,6 +85,8 @@ KINDS = {  # in the order they run: a stopped benchmark has the combined and the
 KIND_TITLES = {"breathing": "focus breathing alone", "warp": "smooth non-rigid warp alone",
                "local": "local motion + occlusion alone", "photometric": "photometric differences alone",
                "combined": "all kinds combined (the preset)"}
+#: the row of the start checkpoint (``--init``), scored untouched
+START_ROW = Variant("start", "none")
 METRICS = ("psnr", "ssim", "mae", "flow_error", "mask_precision", "mask_recall")
 FORMATS = {"psnr": ".2f", "ssim": ".4f", "mae": ".4f", "flow_error": ".3f", "mask_precision": ".2f",
            "mask_recall": ".2f"}
@@ -144,11 +149,16 @@ def run_one(task: dict) -> dict:
     flow = build_flow(settings.score_flow)
     start = time.perf_counter()
     net = None
-    if variant is not None:
+    if variant == START_ROW:  # the start checkpoint, untouched (== : tasks reach workers pickled)
+        from jdrl.nets import create_net
+
+        net = create_net(checkpoint=settings.init, map_location=settings.device)
+    elif variant is not None:
         net = train_variant(settings, variant, train_set, Path(task["run_dir"]), quiet=True)
     seconds = round(time.perf_counter() - start, 1)
     means = evaluate(eval_set, net, flow=flow, device=settings.device).means
-    masks = mask_scores(net, eval_set, _mask_mode(variant) if variant else "reference", flow, settings.device)
+    trained = variant is not None and variant != START_ROW
+    masks = mask_scores(net, eval_set, _mask_mode(variant) if trained else "reference", flow, settings.device)
     return {"group": task["group"], "row": task["row"], "seed": settings.seed, "seconds": seconds,
             "psnr": means["psnr_aligned"], "ssim": means["ssim_aligned"], "mae": means["mae_aligned"],
             "flow_error": means["flow_error"], "mask_precision": masks["precision"], "mask_recall": masks["recall"],
@@ -214,7 +224,7 @@ def table_markdown(title: str, runs: list[dict], reference: str = "jdrl") -> str
             mean, sd, differs = paired_difference(rows, ref, metric)
             text = f"{mean:{spec}}" + ("" if math.isnan(sd) else f" ± {sd:.{spec[-2]}f}")
             deltas.append(f"**{text}** *" if differs else text)
-        seconds = _cell([r["seconds"] for r in rows], ".0f") if row != "input" else ""
+        seconds = _cell([r["seconds"] for r in rows], ".0f") if row not in ("input", "start") else ""
         lines.append(f"| {row} | " + " | ".join(cells + deltas) + f" | {seconds} |")
     seeds = sorted({r["seed"] for r in runs})
     lines += ["", f"mean ± sd over seeds {', '.join(map(str, seeds))}; `*` (bold): the paired per-seed "
@@ -275,29 +285,39 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1, help="seeds per row: mean ± sd (default: %(default)s)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once, one thread each (default: 1)")
     parser.add_argument("--spynet-weights")
+    parser.add_argument("--init", nargs="?", const=START, default=None, metavar="CHECKPOINT",
+                        help=f"start every row from this checkpoint; --init alone: the bundled model {START} (the "
+                             "demo's network, pretrained on aligned synthetic pairs); default: random weights")
     parser.add_argument("--net", help="network name (default: the demo's)")
     parser.add_argument("--net-options", type=json.loads, help="its options as JSON (default: the demo's)")
     defaults = DemoSettings()
-    for name in ("steps", "batch", "crop", "train_pairs", "eval_pairs", "seed", "warmup", "reblur_features"):
+    for name in ("steps", "batch", "crop", "train_pairs", "eval_pairs", "seed", "reblur_features"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
-    for name in ("width", "lr"):
-        parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
+    # default None: the demo's fine-tuning values with --init, its from-scratch ones without (jdrl.demo.FROM_SCRATCH)
+    for name in ("warmup", "reblur_only"):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None)
+    parser.add_argument("--width", type=float, default=defaults.width)
+    parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--size", type=int, default=defaults.synth.size)
-    parser.add_argument("--r-max", type=float, default=defaults.synth.r_max)
+    parser.add_argument("--r-max", type=float, default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--collect", action="store_true",
                         help="only write the tables from OUT/runs.jsonl (a stopped benchmark's finished runs)")
     args = parser.parse_args()
 
+    base = DemoSettings(init=args.init) if args.init else from_scratch(DemoSettings())
     chosen = {k: getattr(args, k) for k in ("steps", "batch", "crop", "train_pairs", "eval_pairs", "seed", "width",
-                                            "lr", "device", "warmup", "reblur_features")}
+                                            "device", "reblur_features")}
+    chosen.update(init=base.init, **{k: getattr(base, k) if getattr(args, k) is None else getattr(args, k)
+                                      for k in ("lr", "warmup", "reblur_only")})
+    r_max = base.synth.r_max if args.r_max is None else args.r_max
     if args.net:
         chosen.update(net=args.net, net_options=args.net_options or {})
     elif args.net_options is not None:
         chosen["net_options"] = args.net_options
     settings = DemoSettings(**chosen)
     settings = replace(settings, synth=SynthParams.with_misalignment(
-        args.misalignment, size=args.size, r_max=args.r_max, exposure=settings.synth.exposure,
+        args.misalignment, size=args.size, r_max=r_max, exposure=settings.synth.exposure,
         noise=settings.synth.noise))
     args.settings = settings
     out = Path(args.out)
@@ -307,6 +327,8 @@ def main() -> None:
     tasks = []
     for offset in range(args.seeds):  # seed-major: a stopped run has every group at its first seeds
         for key, _, params, rows in groups:
+            if settings.init is not None:  # the start, untouched, after the input
+                rows = [rows[0], START_ROW, *rows[1:]]
             seeded = replace(settings, seed=args.seed + offset, synth=params)
             for variant in rows:
                 name = "input" if variant is None else variant.name

@@ -118,3 +118,23 @@ def test_the_blur_map_benchmark_scores_every_map(tmp_path):
     rows = json.loads((tmp_path / "b.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))["rows"]
     assert len(rows) == 9 and all(len(r["per_pair"]) == 1 for r in rows.values())
     assert "| no network: -local gradient energy | (not px) |" in out
+
+
+@pytest.mark.slow
+def test_the_pretraining_recipe_runs_scores_and_exports_a_loadable_model(tmp_path):
+    from jdrl.nets import create_net
+
+    tiny = json.dumps({"width": 4, "enc_blk_nums": [1, 1], "dec_blk_nums": [1, 1], "middle_blk_num": 1, "tlc": False})
+    args = ["--steps", "2", "--val-every", "1", "--pairs", "4", "--size", "64", "--crop", "32", "--batch", "2",
+            "--net-options", tiny, "--score-r-max", "4", "--threads", "1", "--out", str(tmp_path / "out"),
+            "--export", str(tmp_path / "model")]
+    out = run("pretrain.py", *args, cwd=tmp_path)
+    settings = json.loads((tmp_path / "out" / "settings.json").read_text())
+    assert settings["train_photos"] and not set(settings["train_photos"]) & set(settings["held_out_photos"])
+    assert settings["targets"] == "aligned truth" and set(settings["scores"]) == {"4.0"}
+    assert "| PSNR (dB) |" in out and (tmp_path / "out" / "curve.md").is_file()
+    net = create_net(checkpoint=tmp_path / "model")
+    assert net.jdrl_spec.name == "nafnet_w32" and net.jdrl_spec.options["width"] == 4
+    again = subprocess.run([sys.executable, str(BENCHMARKS / "pretrain.py"), *args], capture_output=True, text=True,
+                           cwd=tmp_path, timeout=600)
+    assert again.returncode != 0 and "exists" in again.stderr  # nothing is overwritten unless asked

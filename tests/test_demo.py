@@ -11,7 +11,7 @@ TINY_NAF = {"width": 4, "enc_blk_nums": [1, 1], "dec_blk_nums": [1, 1], "middle_
 def tiny_settings(**more):
     from jdrl.data.synthetic import SynthParams
 
-    return {**dict(steps=3, width=0.0625, net_options=dict(TINY_NAF), crop=32, batch=2, train_pairs=4, eval_pairs=2, warmup=1, reblur_features=4,
+    return {**dict(steps=3, width=0.0625, net_options=dict(TINY_NAF), init=None, crop=32, batch=2, train_pairs=4, eval_pairs=2, warmup=1, reblur_features=4,
                    val_every=2, synth=SynthParams.with_misalignment("sdd", size=64, r_max=2.0, exposure=0.02,
                                                                     noise=0.005)), **more}
 
@@ -45,6 +45,31 @@ def test_a_seconds_long_demo_writes_a_complete_report(tmp_path, monkeypatch, cap
     assert "| jdrl |" in out and "| oracle |" in out
 
 
+def test_a_seconds_long_demo_fine_tunes_the_bundled_model_and_scores_its_start(tmp_path, monkeypatch):
+    from jdrl import demo
+    from jdrl.demo import DEMO_NAFNET
+
+    original = demo.DemoSettings
+    start = dict(net_options=dict(DEMO_NAFNET), init=demo.START, steps=2, val_every=0, warmup=0, reblur_only=1)
+    monkeypatch.setattr(demo, "DemoSettings", lambda **kw: original(**{**tiny_settings(), **kw, **start}))
+    assert main(["demo", "--out", str(tmp_path), "--quiet"]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert list(results) == ["input", "start", "pixel", "jdrl"]
+    # the bundled model deblurs these small, lightly blurred pairs before any fine-tuning
+    assert results["start"]["psnr"] > results["input"]["psnr"]
+    summary = (tmp_path / "results.md").read_text()
+    assert f"every model starts from {demo.START}" in summary
+    rows = [line.split("|")[1].strip() for line in summary.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows == ["model", "input", "start", "pixel", "jdrl"]  # every row once
+    config = (tmp_path / "runs" / "jdrl" / "config.yaml").read_text()
+    assert f"init: {demo.START}" in config
+
+
+def test_the_start_of_the_demo_is_one_choice(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--from-scratch", "--init", "jdrl:synth-nafnet16"]) != 0
+    assert "--from-scratch" in capsys.readouterr().err
+
+
 def test_the_demo_trains_the_network_it_is_given(tmp_path, monkeypatch):
     from jdrl import demo
 
@@ -58,12 +83,13 @@ def test_the_demo_trains_the_network_it_is_given(tmp_path, monkeypatch):
     assert not (tmp_path / "runs" / "jdrl" / "val.csv").exists() and not (tmp_path / "validation.png").exists()
 
 
-def test_the_demo_defaults_to_the_narrow_nafnet_with_a_cosine_decay():
+def test_the_demo_fine_tunes_the_bundled_narrow_nafnet_with_a_cosine_decay():
     from jdrl.demo import DEMO_NAFNET, JDRL, DemoSettings, variant_config
 
     config = variant_config(DemoSettings(), JDRL)
     assert config.net.name == "nafnet_w32" and dict(config.net.options) == DEMO_NAFNET
-    assert (config.optim.lr, config.optim.decay, config.schedule.total) == (2e-3, "cosine", 400)
+    assert (config.optim.lr, config.optim.decay, config.schedule.total) == (5e-4, "cosine", 400)
+    assert config.net.init == "jdrl:synth-nafnet16" and (config.schedule.warmup, config.schedule.reblur_only) == (0, 50)
 
 
 def test_variant_config_passes_the_network_and_its_options():

@@ -182,6 +182,7 @@ def test_init_and_an_override_of_net_init_together_are_refused(capsys):
     ("synthetic", ["loss.flow_options={iterations: 3}"], "loss.flow=auto"),
     ("pixel", ["run.loggers=[tensorboard, comet]"], "comet"),
     ("pixel", ["run.loggers=[tensorboard, tensorboard]"], "twice"),
+    ("synthetic", ["schedule.reblur_only=5"], "overlap"),  # found by the demo's fine-tuning tries: a crash before
 ])
 def test_a_setting_that_would_have_no_effect_is_refused(config, overrides, expected):
     with pytest.raises(ConfigError, match=expected):

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from jdrl.data.synthetic import SynthParams
 from jdrl.files import write_text
+from jdrl.models import DEFAULT_MODEL, model_id
 
 if TYPE_CHECKING:  # the CLI imports this module to build its --help: no torch at import time
     import torch
@@ -36,6 +37,12 @@ NEVER = 10**9  # a decay interval no run reaches: a constant learning rate
 #: the demo's network: NAFNet at width 16 with one block per level (1.14 M parameters), no TLC
 DEMO_NAFNET = {"width": 16, "enc_blk_nums": [1, 1, 1, 1], "dec_blk_nums": [1, 1, 1, 1], "middle_blk_num": 1,
                "tlc": False}
+#: where every variant starts: the bundled model (the demo's network, pretrained on aligned synthetic pairs of the
+#: demo's training photos by benchmarks/pretrain.py; docs/MODEL_CARD.md)
+START = model_id(DEFAULT_MODEL)
+#: what a run from random weights uses instead (the demo's schedule and blur before the bundled model: lr 2e-3, the
+#: released warm-up stage, blur <= 8 px; chosen by the learning curves of docs/RESULTS.md)
+FROM_SCRATCH = {"lr": 2e-3, "warmup": 50, "reblur_only": 0, "r_max": 8.0}
 #: metric columns against the truth -> short names in tables and results.json
 COLUMNS = {"psnr_aligned": "psnr", "ssim_aligned": "ssim", "mae_aligned": "mae", "flow_error": "flow_error"}
 
@@ -44,11 +51,12 @@ COLUMNS = {"psnr_aligned": "psnr", "ssim_aligned": "ssim", "mae_aligned": "mae",
 class DemoSettings:
     """One experiment's scale; every variant of it shares these."""
 
-    # Chosen with benchmarks/curves.py (docs/RESULTS.md, "Learning curves for the demo"): on 2 CPU cores a
-    # narrow NAFNet learns faster than the residual UNet (the aligned oracle +0.57 dB at step 500 vs +0.30), at
-    # lr 2e-3 with a cosine decay; 400 steps of pixel + JDRL fit in the 10 minutes. No setting tried gets the
-    # oracle itself to +1 dB over the input in that budget, so JDRL cannot either: what the demo shows is that
-    # JDRL stays at its input's geometry while the pixel loss learns the misalignment.
+    # Every variant fine-tunes the bundled model (``init``), which was pretrained on aligned pairs with blur up to
+    # 8 px: the demo's pairs blur up to 12 px (the start gains +2.4 dB there, the aligned oracle can still add to
+    # it). lr 5e-4 with a cosine decay, no warm-up stage (the start already deblurs) and 50 steps that train only
+    # the reblurring module R first (the authors' fine-tuning recipe) were chosen by the fine-tuning tries in
+    # docs/RESULTS.md ("The bundled model: what the demo fine-tunes"): lr 2e-3 lost more of the start, 1e-4 did
+    # not keep it either. 400 steps of pixel + JDRL fit in the 10 minutes.
     steps: int = 400
     width: float = 0.25  # UNet channel multiplier (0.25: 16 ... 256 channels), with --net unet
     residual: bool = True  # the UNet starts as the identity (jdrl.nets.unet): small budgets train far better
@@ -60,13 +68,18 @@ class DemoSettings:
     batch: int = 8
     train_pairs: int = 96
     eval_pairs: int = 12
-    lr: float = 2e-3
+    lr: float = 5e-4
     decay: str = "cosine"  # "cosine": down to 0 over the steps; "step": a constant learning rate here
-    warmup: int = 50  # steps of the released warm-up stage (JDRL variants), an eighth of the run
-    # the pairs: 128 px, blur up to 8 px, the realistic SDD-like misalignment (global zoom + shift, focus
+    warmup: int = 0  # steps of the released warm-up stage (JDRL variants; 50 for a run from scratch)
+    # the pairs: 128 px, blur up to 12 px, the realistic SDD-like misalignment (global zoom + shift, focus
     # breathing, a smooth warp, two moving (occluding) regions and photometric differences of the GT)
     synth: SynthParams = field(default_factory=lambda: SynthParams.with_misalignment(
-        "sdd", size=128, r_max=8.0, exposure=0.02, noise=0.005))
+        "sdd", size=128, r_max=12.0, exposure=0.02, noise=0.005))
+    #: the checkpoint every variant starts from (any --checkpoint source; the bundled model by default, whose network
+    #: ``net``/``net_options`` must describe); None: random weights (the demo before the bundled model)
+    init: str | None = START
+    reblur_only: int = 50  # JDRL variants: first steps that train only the reblurring module R (the finetune preset)
+    reblur_only_lr: float | None = None  # the learning rate of those steps (None: lr)
     val_every: int = 100  # > 0: score the held-out pairs every N steps during training (RUN/val.csv, the curves)
     reblur_features: int = 16
     flow: str = "dis"  # training flow of the JDRL variants
@@ -88,6 +101,14 @@ class Variant:
 
 
 PIXEL, JDRL, ORACLE = Variant("pixel", "pixel"), Variant("jdrl"), Variant("oracle", "pixel", aligned_targets=True)
+
+
+def from_scratch(settings: DemoSettings) -> DemoSettings:
+    """``settings`` for random weights: no ``init`` and the :data:`FROM_SCRATCH` schedule and blur."""
+    from dataclasses import replace
+
+    return replace(settings, init=None, lr=FROM_SCRATCH["lr"], warmup=FROM_SCRATCH["warmup"],
+                   reblur_only=FROM_SCRATCH["reblur_only"], synth=replace(settings.synth, r_max=FROM_SCRATCH["r_max"]))
 
 
 def make_datasets(settings: DemoSettings, train_sources=None, eval_sources=None):
@@ -123,12 +144,14 @@ def variant_config(settings: DemoSettings, variant: Variant) -> TrainConfig:
         options = {"width": settings.width, "dropout": 0.0, "residual": settings.residual, **options}
     every = settings.val_every if settings.val_every > 0 else settings.steps
     config = TrainConfig(
-        net=NetConfig(settings.net, options),
+        net=NetConfig(settings.net, options, init=settings.init),
         data=DataConfig(crop=settings.crop, batch_size=settings.batch),
         loss=JDRLConfig(objective=variant.objective, flow=settings.flow, reblur_features=settings.reblur_features),
-        optim=OptimConfig(lr=settings.lr, decay=settings.decay, decay_every=NEVER),
+        optim=OptimConfig(lr=settings.lr, reblur_only_lr=settings.reblur_only_lr, decay=settings.decay,
+                          decay_every=NEVER),
         schedule=ScheduleConfig(unit="step", total=settings.steps,
                                 warmup=settings.warmup if variant.objective == "jdrl" else 0,
+                                reblur_only=settings.reblur_only if variant.objective == "jdrl" else 0,
                                 save_every=settings.steps, val_every=every,
                                 log_every=max(1, min(10, settings.steps))),
         run=RunConfig(seed=settings.seed, device=settings.device),
@@ -138,7 +161,7 @@ def variant_config(settings: DemoSettings, variant: Variant) -> TrainConfig:
 
 def train_variant(settings: DemoSettings, variant: Variant, train_set, run_dir: Path, quiet: bool,
                   val_set=None) -> torch.nn.Module:
-    """Train one variant from scratch and return the run's result (``RUN/model/``, eval mode): the last weights,
+    """Train one variant (from ``settings.init``, or from random weights) and return the run's result (``RUN/model/``, eval mode): the last weights,
     never a "best", and their exponential moving average when the variant sets ``run.ema_decay``.
 
     ``val_set`` (with ``settings.val_every > 0``) is scored every ``val_every`` steps into ``RUN/val.csv``."""
@@ -158,9 +181,11 @@ def run_variants(
     settings: DemoSettings, variants: Sequence[Variant], out: Path, datasets=None, quiet: bool = False,
     keep_images: bool = False,
 ) -> dict:
-    """Train and score every variant; ``{"input": EvalResult, name: EvalResult, ..., "_seconds": {...}}``."""
+    """Train and score every variant; ``{"input": EvalResult, "start": EvalResult (with ``settings.init``),
+    name: EvalResult, ..., "_seconds": {...}}``."""
     from jdrl.evaluation.protocol import evaluate
     from jdrl.flow import build_flow
+    from jdrl.nets import create_net
 
     train_set, eval_set = datasets or make_datasets(settings)
     flow = build_flow(settings.score_flow)
@@ -168,6 +193,9 @@ def run_variants(
     side = max(DEMO_PANEL_SIDE, min(settings.synth.size, 4 * DEMO_PANEL_SIDE))
     score = dict(flow=flow, keep_images=keep_images, thumbnail_size=side, device=settings.device)
     results = {"input": evaluate(eval_set, None, label="input", **score)}
+    if settings.init is not None:  # the start, untouched: what fine-tuning must not lose
+        start_net = create_net(checkpoint=settings.init, map_location=settings.device)
+        results["start"] = evaluate(eval_set, start_net, label="start", **score)
     seconds = {}
     for variant in variants:
         start = time.perf_counter()
@@ -272,6 +300,26 @@ def markdown(table: dict) -> str:
     return "\n".join(lines)
 
 
+def _summary(settings: DemoSettings, table: dict, pairs: int) -> str:
+    jdrl, pixel = table["jdrl"], table["pixel"]
+    start = (f"every model starts from {settings.init}" if settings.init is not None
+             else "every model starts from random weights")
+    text = (f"Scored on {pairs} held-out pairs ({', '.join(settings.held_out)}) against the true aligned image; "
+            f"{start}. JDRL vs input: {jdrl['psnr'] - table['input']['psnr']:+.2f} dB")
+    if "start" in table:
+        text += f"; vs start: {jdrl['psnr'] - table['start']['psnr']:+.2f} dB"
+    text += (f"; vs pixel loss: {jdrl['psnr'] - pixel['psnr']:+.2f} dB PSNR, geometric error "
+             f"{jdrl['flow_error']:.3f} px vs {pixel['flow_error']:.3f} px")
+    if "oracle" in table:
+        text += f"; vs oracle: {jdrl['psnr'] - table['oracle']['psnr']:+.2f} dB"
+    return text + "."
+
+
+def results_markdown(settings: DemoSettings, table: dict, pairs: int) -> str:
+    """``results.md``: the summary line and the table, every row once."""
+    return f"# jdrl demo\n\n{_summary(settings, table, pairs)}\n\n{markdown(table)}\n"
+
+
 def _strips(out: Path, results: dict) -> dict[str, str]:
     from jdrl.evaluation.report import make_strip
     from jdrl.images import write_image
@@ -346,13 +394,10 @@ def _write_report(out: Path, settings: DemoSettings, results: dict, table: dict,
     (out / "results.json").write_text(json.dumps(table, indent=2) + "\n")
     (out / "settings.json").write_text(json.dumps({**asdict(settings), "train_seconds": seconds,
                                                    "total_seconds": round(total, 1)}, indent=2) + "\n")
-    gain = table["jdrl"]["psnr"] - table["pixel"]["psnr"]
-    summary = (f"Scored on {len(results['input'].rows)} held-out pairs ({', '.join(settings.held_out)}) "
-               f"against the true aligned image. JDRL vs pixel loss: {gain:+.2f} dB PSNR; geometric error "
-               f"{table['jdrl']['flow_error']:.3f} px vs {table['pixel']['flow_error']:.3f} px.")
-    write_text(out / "results.md", f"# jdrl demo\n\n{summary}\n\n{markdown(table)}\n")
+    write_text(out / "results.md", results_markdown(settings, table, len(results["input"].rows)))
+    summary = _summary(settings, table, len(results["input"].rows))
     strips = _strips(out, results)
-    models = [r for r in results if r != "input"]
+    models = list(seconds)  # the trained variants (not the input, not the untouched start)
     validation = _validation_figure(out, results, models)
     crops = _crop_strips(out, results)
     curves = _curves(out, models)

@@ -14,6 +14,7 @@ Everything that takes ``--checkpoint`` / ``net.init`` reads, through
 
 * such a folder (``config.json`` is optional when the safetensors metadata names the network);
 * a bare ``.safetensors`` file (the network from its metadata, or from ``--net``);
+* ``jdrl:<name>``: a model that ships with jdrl (:mod:`jdrl.models`, ``jdrl nets`` lists them);
 * ``hf:org/name`` or ``hf:org/name@revision`` (a branch, tag or commit): the two files of a Hub model
   repository, through ``huggingface_hub`` and its local cache (``pip install 'jdrl[hub]'``). Offline
   (``HF_HUB_OFFLINE=1`` or no network) the cache is used; a pinned commit is read from the cache first.
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from jdrl.atomic import atomic_write
 from jdrl.errors import ConfigError, MissingDependencyError, WeightsError
 from jdrl.files import file_problem, read_text
+from jdrl.models import is_bundled_id, model_files
 
 if TYPE_CHECKING:
     import torch
@@ -81,7 +83,7 @@ def is_model_source(source: Any) -> bool:
     """A Hub id, a folder or a ``.safetensors`` file: what :func:`read_model` reads (not ``torch.load``)."""
     if isinstance(source, Mapping):
         return False
-    if is_hub_id(source):
+    if is_hub_id(source) or is_bundled_id(source):
         return True
     path = Path(source).expanduser()
     return path.is_dir() or path.suffix.lower() == ".safetensors"
@@ -159,6 +161,8 @@ def _plain_tensors(state_dict: Mapping[str, Any]) -> dict[str, torch.Tensor]:
 def read_model(source: str | os.PathLike, map_location: str | torch.device = "cpu") -> ModelFiles:
     """The network name, options and tensors of a model folder, ``.safetensors`` file or ``hf:`` id."""
     where = str(source)
+    if is_bundled_id(source):  # a model that ships with jdrl (jdrl.models)
+        return _read_bundled(str(source), map_location)
     if is_hub_id(source):
         config_path, weights_path = hub_files(str(source))
     else:
@@ -179,6 +183,14 @@ def read_model(source: str | os.PathLike, map_location: str | torch.device = "cp
     tensors, metadata = read_safetensors(weights_path, map_location)
     name, options = _network(config, metadata, config_path, weights_path)
     return ModelFiles(name, options, tensors, where, config, metadata)
+
+
+def _read_bundled(source: str, map_location: str | torch.device) -> ModelFiles:
+    with model_files(source) as (config_path, weights_path):  # real files only while the context lasts
+        config = _read_config(config_path)
+        tensors, metadata = read_safetensors(weights_path, map_location)
+        name, options = _network(config, metadata, config_path, weights_path)
+    return ModelFiles(name, options, tensors, source, config, metadata)
 
 
 def read_safetensors(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[dict, dict]:

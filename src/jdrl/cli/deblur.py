@@ -9,7 +9,7 @@ import time
 
 from jdrl.cli.arguments import MAX_SIDE, add_max_pixels, add_trust_code, apply_max_pixels
 
-HELP = "deblur images of any size with a trained checkpoint (tiled, 8/16-bit PNG out)"
+HELP = "deblur images of any size with a trained checkpoint or the bundled model (tiled, 8/16-bit PNG out)"
 
 
 def tile_argument(text: str) -> int | str:
@@ -40,7 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (not recursive) or glob patterns")
     parser.add_argument("-o", "--out", required=True, help="output folder (gets <input stem>.png)")
-    parser.add_argument("--checkpoint", required=True, help="a jdrl checkpoint or an authors' released file")
+    parser.add_argument("--checkpoint", help="a jdrl checkpoint, model folder, jdrl:NAME (a bundled model, jdrl nets), "
+                        "hf:ORG/NAME or an authors' released file (default: the bundled model jdrl:synth-nafnet16, "
+                        "trained on synthetic defocus only: docs/MODEL_CARD.md)")
     parser.add_argument("--net", help="network name, to check the checkpoint or pick one in a released file")
     add_trust_code(parser)
     parser.add_argument(
@@ -71,6 +73,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def default_checkpoint(net: str | None) -> str:
+    """Without ``--checkpoint``: the bundled model, said in one line (also with --quiet: it decides the result)."""
+    from jdrl.errors import UsageError
+    from jdrl.models import DEFAULT_MODEL, MODELS, model_id
+
+    model = MODELS[DEFAULT_MODEL]
+    if net is not None and net != model.net:  # random weights of another network deblur nothing
+        raise UsageError(f"--net {net} without --checkpoint: give the weights to run (the bundled model, used "
+                         f"without --checkpoint, is a {model.net})")
+    checkpoint = model_id(DEFAULT_MODEL)
+    print(f"no --checkpoint: using the bundled model {checkpoint} ({model.summary})")
+    return checkpoint
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -84,12 +100,13 @@ def run(args: argparse.Namespace) -> int:
     device = choose_device(args.device)
     if args.tile != "auto":  # a bad --overlap fails before the network loads (with 'auto' the network sizes the tile)
         resolve_overlap(args.tile, args.overlap, device.type)
-    net = create_net(args.net, checkpoint=args.checkpoint, trust_code=args.trust_code).to(device)
+    checkpoint = args.checkpoint if args.checkpoint is not None else default_checkpoint(args.net)
+    net = create_net(args.net, checkpoint=checkpoint, trust_code=args.trust_code).to(device)
     reblur = None
     if args.blur_map:  # a checkpoint without a reblurring module is refused before any image runs
         from jdrl.reblur.blur_map import load_reblur
 
-        reblur = load_reblur(args.checkpoint).to(device)
+        reblur = load_reblur(checkpoint).to(device)
     if device.type == "cuda":
         net.to(memory_format=torch.channels_last)
     report = deblur_files(args.inputs, args.out, net, tile=args.tile, overlap=args.overlap, amp=args.amp,

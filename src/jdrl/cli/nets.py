@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "list the deblurring networks: parameters, MACs at 256x256, input size multiple, tiling of jdrl deblur"
+HELP = ("list the deblurring networks (parameters, MACs at 256x256, input size multiple, tiling of jdrl deblur) "
+        "and the bundled models")
 MACS_SIDE = 256  # px: the image side at which MACs are counted
 
 
@@ -41,4 +42,15 @@ def run(args: argparse.Namespace) -> int:
         hint = tile_hint(net)
         print(f"{name:<16} {count_parameters(net):>12,} {macs:>11}   {net.size_multiple:<12} "
               f"{hint.tile} / {hint.overlap}")
+    print_models()
     return 0
+
+
+def print_models() -> None:
+    """The models that ship with jdrl (:mod:`jdrl.models`): read with --checkpoint jdrl:NAME."""
+    from jdrl.models import DEFAULT_MODEL, MODELS, model_id
+
+    print("\nbundled models (--checkpoint jdrl:NAME; create_net(checkpoint=\"jdrl:NAME\")):")
+    for name, model in MODELS.items():
+        default = "  [default of jdrl deblur, start of jdrl demo]" if name == DEFAULT_MODEL else ""
+        print(f"{model_id(name):<24} {model.network}{default}\n{'':<24} {model.summary}")

@@ -6,6 +6,7 @@
 ``create_net("mprnet", checkpoint=PATH)``           the name checks (or, in a released file, picks) the network
 ``create_net(checkpoint="runs/a/model")``           a model folder (config.json + model.safetensors), a bare
                                                     ``.safetensors`` file or ``"hf:org/name@rev"`` (:mod:`jdrl.hub`)
+``create_net(checkpoint="jdrl:synth-nafnet16")``    a model that ships with jdrl (:mod:`jdrl.models`; ``jdrl nets``)
 
 Whatever the source, the network takes and returns RGB in [0, 1] and carries a
 :class:`NetSpec` in ``net.jdrl_spec`` (name, options, where the weights came from).

@@ -140,6 +140,11 @@ class TrainConfig:
                                  "sets it), so training uses in-memory synthetic pairs; add -o data.synthetic=null to "
                                  "use your folders")
         found += self.loss.conflicts()
+        schedule = self.schedule
+        if schedule.reblur_only and schedule.warmup:
+            found.append(f"schedule.reblur_only={schedule.reblur_only} and schedule.warmup={schedule.warmup} overlap: "
+                         "the warm-up stage has no reblurring loss, so R would have nothing to learn from while the "
+                         "network is frozen; set one of them to 0 (the finetune preset sets warmup: 0)")
         from jdrl.training.runlog import LOGGERS
 
         found += [f"run.loggers: unknown logger {name!r}; choose from: {', '.join(LOGGERS)}"
