@@ -62,10 +62,13 @@ def gradient_cue(blurry: np.ndarray, sigma: float = 4.0) -> np.ndarray:
 
 
 def train_model(steps: int, out: Path, quiet: bool, device: str) -> Path:
-    from jdrl.demo import JDRL, DemoSettings, make_datasets, variant_config
+    from dataclasses import replace
+
+    from jdrl.demo import JDRL, DemoSettings, from_scratch, make_datasets, variant_config
     from jdrl.training import train
 
-    settings = DemoSettings(steps=steps, val_every=0, warmup=max(1, steps // 8), device=device)
+    # from random weights: the demo's from-scratch schedule and blur (jdrl.demo.FROM_SCRATCH), a shorter warm-up
+    settings = replace(from_scratch(DemoSettings(steps=steps, val_every=0, device=device)), warmup=max(1, steps // 8))
     train_set, _ = make_datasets(settings)
     folder = train(variant_config(settings, JDRL), run_dir=out, datasets=(train_set, None), quiet=quiet,
                    overwrite=True)
@@ -76,11 +79,11 @@ def train_control(steps: int, features: int, seed: int = 0, pairs: int = 48, cro
     """A fresh reblurring module trained alone: ``R(true aligned sharp, blurry) ~ blurry`` (Charbonnier, Adam 1e-3),
     random crops of ``pairs`` training pairs (the demo's synthetic settings and training photos)."""
     from jdrl.data.synthetic import DEFAULT_SOURCE_NAMES, default_sources, make_pair, usable_sources
-    from jdrl.demo import HELD_OUT, DemoSettings
+    from jdrl.demo import HELD_OUT, DemoSettings, from_scratch
     from jdrl.losses import charbonnier
     from jdrl.reblur.module import ReblurModule
 
-    params = DemoSettings().synth
+    params = from_scratch(DemoSettings()).synth  # the blur <= 8 px the documented numbers used
     sources = usable_sources(default_sources([n for n in DEFAULT_SOURCE_NAMES if n not in HELD_OUT]), params)
     data = [make_pair(sources[i % len(sources)][1], params, seed, i, sources[i % len(sources)][0])
             for i in range(pairs)]
@@ -104,9 +107,9 @@ def train_control(steps: int, features: int, seed: int = 0, pairs: int = 48, cro
 
 def held_out_pairs(count: int, seed: int):
     from jdrl.data.synthetic import default_sources, make_pair, usable_sources
-    from jdrl.demo import HELD_OUT, DemoSettings
+    from jdrl.demo import HELD_OUT, DemoSettings, from_scratch
 
-    params = DemoSettings().synth
+    params = from_scratch(DemoSettings()).synth  # the blur <= 8 px the documented numbers used
     sources = usable_sources(default_sources(HELD_OUT), params)
     return [make_pair(sources[i % len(sources)][1], params, seed, i, sources[i % len(sources)][0])
             for i in range(count)]

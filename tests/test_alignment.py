@@ -267,7 +267,8 @@ def test_images_too_small_to_measure_are_problems_not_a_crash(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def blur_map_world(tmp_path_factory):
     """A tiny UNet checkpoint with and without a (randomly initialised) reblurring module, and a 40x56 input."""
-    from jdrl.checkpoint import network_checkpoint, write_checkpoint
+    from jdrl.checkpoint import write_checkpoint
+    from jdrl.nets.factory import network_checkpoint
     from jdrl.images import write_image
     from jdrl.nets import create_net
     from jdrl.reblur.module import ReblurModule

@@ -152,7 +152,7 @@ class Evil:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
     from jdrl.checkpoint import write_checkpoint
-from jdrl.nets.factory import network_checkpoint
+    from jdrl.nets.factory import network_checkpoint
     from jdrl.nets import create_net
 
     rng = np.random.default_rng(7)

@@ -94,7 +94,7 @@ def test_built_in_networks_have_measured_hints():
 
 
 def test_auto_tiling_follows_the_hint_and_matches_the_whole_image(rng):
-    from jdrl.deblurring import resolve_overlap
+    from jdrl.inference import resolve_overlap
 
     torch.manual_seed(0)
     net = ThreeConvs().eval()
