@@ -668,6 +668,11 @@ CASES += [
     case("demo-seed-word", "demo --seed x --out {T}/demo", "--seed", "x"),
     case("demo-steps-word", "demo --steps many --out {T}/demo", "--steps", "many"),
     case("demo-unknown-option", "demo --bogus", "--bogus"),
+    case("demo-init-missing", "demo --init {T}/missing.pt --out {T}/demo --quiet", "missing.pt"),
+    case("demo-init-and-from-scratch", "demo --init jdrl:synth-nafnet16 --from-scratch --out {T}/demo", "--from-scratch"),
+    case("demo-init-unknown-bundled", "demo --init jdrl:nope --out {T}/demo --quiet", "jdrl:nope"),
+    case("deblur-net-without-checkpoint", "deblur {W}/img/ok.png -o {T}/d --net unet", "--checkpoint"),
+    case("deblur-blur-map-bundled", "deblur {W}/img/ok.png -o {T}/d --blur-map", "reblurring module"),
     case("demo-width-without-unet", "demo --width 0.5 --out {T}/demo", "--width", "--net unet"),
     case("top-unknown-command", "bogus", "bogus"),
 ]

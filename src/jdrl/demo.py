@@ -187,14 +187,15 @@ def run_variants(
     from jdrl.flow import build_flow
     from jdrl.nets import create_net
 
+    # the start first: a bad --init fails before any pair is made or scored
+    start_net = None if settings.init is None else create_net(checkpoint=settings.init, map_location=settings.device)
     train_set, eval_set = datasets or make_datasets(settings)
     flow = build_flow(settings.score_flow)
     # full-size pictures (up to 4x the strips' side) so the detail crops are 1:1
     side = max(DEMO_PANEL_SIDE, min(settings.synth.size, 4 * DEMO_PANEL_SIDE))
     score = dict(flow=flow, keep_images=keep_images, thumbnail_size=side, device=settings.device)
     results = {"input": evaluate(eval_set, None, label="input", **score)}
-    if settings.init is not None:  # the start, untouched: what fine-tuning must not lose
-        start_net = create_net(checkpoint=settings.init, map_location=settings.device)
+    if start_net is not None:  # the start, untouched: what fine-tuning must not lose
         results["start"] = evaluate(eval_set, start_net, label="start", **score)
     seconds = {}
     for variant in variants:
@@ -315,9 +316,9 @@ def _summary(settings: DemoSettings, table: dict, pairs: int) -> str:
     return text + "."
 
 
-def results_markdown(settings: DemoSettings, table: dict, pairs: int) -> str:
+def results_markdown(summary: str, table: dict) -> str:
     """``results.md``: the summary line and the table, every row once."""
-    return f"# jdrl demo\n\n{_summary(settings, table, pairs)}\n\n{markdown(table)}\n"
+    return f"# jdrl demo\n\n{summary}\n\n{markdown(table)}\n"
 
 
 def _strips(out: Path, results: dict) -> dict[str, str]:
@@ -394,8 +395,8 @@ def _write_report(out: Path, settings: DemoSettings, results: dict, table: dict,
     (out / "results.json").write_text(json.dumps(table, indent=2) + "\n")
     (out / "settings.json").write_text(json.dumps({**asdict(settings), "train_seconds": seconds,
                                                    "total_seconds": round(total, 1)}, indent=2) + "\n")
-    write_text(out / "results.md", results_markdown(settings, table, len(results["input"].rows)))
     summary = _summary(settings, table, len(results["input"].rows))
+    write_text(out / "results.md", results_markdown(summary, table))
     strips = _strips(out, results)
     models = list(seconds)  # the trained variants (not the input, not the untouched start)
     validation = _validation_figure(out, results, models)

@@ -159,38 +159,39 @@ def _plain_tensors(state_dict: Mapping[str, Any]) -> dict[str, torch.Tensor]:
 
 
 def read_model(source: str | os.PathLike, map_location: str | torch.device = "cpu") -> ModelFiles:
-    """The network name, options and tensors of a model folder, ``.safetensors`` file or ``hf:`` id."""
-    where = str(source)
-    if is_bundled_id(source):  # a model that ships with jdrl (jdrl.models)
-        return _read_bundled(str(source), map_location)
-    if is_hub_id(source):
-        config_path, weights_path = hub_files(str(source))
+    """The network name, options and tensors of a model folder, ``.safetensors`` file, ``jdrl:`` or ``hf:`` id."""
+    if is_bundled_id(source):  # a model that ships with jdrl (jdrl.models): real files only while the context lasts
+        with model_files(str(source)) as (config_path, weights_path):
+            return _read_files(config_path, weights_path, str(source), map_location)
+    config, weights = hub_files(str(source)) if is_hub_id(source) else _local_files(source)
+    return _read_files(config, weights, str(source), map_location)
+
+
+def _local_files(source: str | os.PathLike) -> tuple[Path | None, Path]:
+    """``(config.json or None, model.safetensors)`` of a local folder or file; a missing or empty one is named."""
+    path = Path(source).expanduser()
+    config_path: Path | None = None
+    if path.is_dir():
+        config_path, weights_path = path / CONFIG_NAME, path / WEIGHTS_NAME
+        if file_problem(weights_path) == "no such file":
+            raise WeightsError(_folder_problem(path))
+        config_path = None if file_problem(config_path) == "no such file" else config_path
     else:
-        path = Path(source).expanduser()
-        if path.is_dir():
-            config_path, weights_path = path / CONFIG_NAME, path / WEIGHTS_NAME
-            if file_problem(weights_path) == "no such file":
-                raise WeightsError(_folder_problem(path))
-            config_path = None if file_problem(config_path) == "no such file" else config_path
-        else:
-            config_path, weights_path = None, path
-        problem = file_problem(weights_path)
-        if problem == "is empty (0 bytes)":
-            raise WeightsError(f"{weights_path}: not a readable .safetensors file (it is empty, 0 bytes)")
-        if problem:
-            raise WeightsError(f"checkpoint {weights_path}: {problem}")
+        weights_path = path
+    problem = file_problem(weights_path)
+    if problem == "is empty (0 bytes)":
+        raise WeightsError(f"{weights_path}: not a readable .safetensors file (it is empty, 0 bytes)")
+    if problem:
+        raise WeightsError(f"checkpoint {weights_path}: {problem}")
+    return config_path, weights_path
+
+
+def _read_files(config_path: Path | None, weights_path: Path, where: str,
+                map_location: str | torch.device) -> ModelFiles:
     config = _read_config(config_path) if config_path is not None else {}
     tensors, metadata = read_safetensors(weights_path, map_location)
     name, options = _network(config, metadata, config_path, weights_path)
     return ModelFiles(name, options, tensors, where, config, metadata)
-
-
-def _read_bundled(source: str, map_location: str | torch.device) -> ModelFiles:
-    with model_files(source) as (config_path, weights_path):  # real files only while the context lasts
-        config = _read_config(config_path)
-        tensors, metadata = read_safetensors(weights_path, map_location)
-        name, options = _network(config, metadata, config_path, weights_path)
-    return ModelFiles(name, options, tensors, source, config, metadata)
 
 
 def read_safetensors(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[dict, dict]:

@@ -23,11 +23,19 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 import numpy as np
 
-from jdrl.evaluation.report import _CSS, _csv_value, _html_table, _json_safe, make_strip, safe_file_name, versions
+from jdrl.evaluation.report import (
+    _csv_value,
+    _html_table,
+    _json_safe,
+    figure_html,
+    html_page,
+    make_strip,
+    safe_file_name,
+    versions,
+)
 from jdrl.files import WRITE_ERRORS, real_path, write_text
 
 if TYPE_CHECKING:
@@ -248,14 +256,9 @@ def write_html(report: MisalignmentReport, out: Path, strips: dict[str, str]) ->
             caption = (f"{name}: {pair.verdict}, displacement p95 {pair.displacement_p95_px:.2f} px, zoom "
                        f"{pair.zoom:.4f}, shift {pair.shift_x:+.2f}, {pair.shift_y:+.2f} px"
                        + (f" - {'; '.join(pair.reasons)}" if pair.reasons else ""))
-            body.append(f'<figure><figcaption>{html.escape(caption)}</figcaption>'
-                        f'<img src="{html.escape(quote(relative))}" alt="{html.escape(name)}"></figure>')
-    title = "jdrl misalignment report"
-    page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>\n<body>\n"
-            + "\n".join(body) + "\n</body></html>\n")
+            body.append(figure_html(caption, relative, alt=name))
     path = out / "index.html"
-    write_text(path, page)
+    write_text(path, html_page("jdrl misalignment report", body))
     return path
 
 

@@ -326,6 +326,19 @@ STRIP_NOTE = ("input, output, GT, GT warped onto the output (deformed GT), calib
               "white = kept), flow output->GT in the standard colour coding.")
 
 
+def figure_html(caption: str, relative: str, alt: str | None = None) -> str:
+    """An ``<figure>`` of the image at ``relative`` (a path inside the report folder) with its caption."""
+    return (f'<figure><figcaption>{html.escape(caption)}</figcaption>'
+            f'<img src="{html.escape(quote(relative))}" alt="{html.escape(caption if alt is None else alt)}"></figure>')
+
+
+def html_page(title: str, body: list[str]) -> str:
+    """A whole report page: the shared style, ``title`` and the ``body`` parts in order."""
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>\n<body>\n"
+            + "\n".join(body) + "\n</body></html>\n")
+
+
 def write_report(
     results: EvalResult | Sequence[EvalResult],
     report_dir: str | os.PathLike,
@@ -374,12 +387,8 @@ def write_report(
     if strip_figures:
         body += [f"<h2>Images: {html.escape(results[0].label)}</h2>", f"<p>{html.escape(strip_note)}</p>",
                  *strip_figures]
-    for caption, relative in figures:
-        body.append(f'<figure><figcaption>{html.escape(caption)}</figcaption>'
-                    f'<img src="{html.escape(quote(relative))}" alt="{html.escape(caption)}"></figure>')
-    page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>\n<body>\n"
-            + "\n".join(body) + "\n</body></html>\n")
+    body += [figure_html(caption, relative) for caption, relative in figures]
+    page = html_page(title, body)
     path = report / "index.html"
     write_text(path, page)
     return path
