@@ -9,7 +9,7 @@ Networks (``net_names()``): ``unet`` (the paper's baseline, released ``VGG_Deblu
 ``mprnet`` (three-stage MPRNet, deblurring configuration), ``ifan`` (the paper's third
 backbone), ``nafnet_w32``/``nafnet_w64``, ``restormer`` and ``lakdnet``/``lakdnet_large``
 (today's defocus networks, official parameter names). A new network is one module with an
-``@NETS.register("name")`` factory, listed in ``NETS`` below; a network of the user's is
+``@NETS.register("name")`` factory, listed in ``NETS`` (:mod:`jdrl.nets.registry`); a network of the user's is
 ``"package.module:Class"`` or an entry point in the group ``jdrl.nets``.
 
 **Auxiliary outputs (training only).** What the objective and every metric see is always
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from jdrl.errors import ConfigError
 from jdrl.nets.factory import NetSpec, create_net, describe
-from jdrl.registry import Registry
+from jdrl.nets.registry import NETS
 
 if TYPE_CHECKING:
     import torch
@@ -50,8 +50,6 @@ __all__ = [
     "training_outputs",
 ]
 
-NETS: Registry = Registry("network", modules=["jdrl.nets.unet", "jdrl.nets.mprnet", "jdrl.nets.ifan", "jdrl.nets.nafnet",
-                                   "jdrl.nets.restormer", "jdrl.nets.lakdnet"], entry_point_group="jdrl.nets")
 
 
 def net_names() -> list[str]:

@@ -22,10 +22,14 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from jdrl.errors import ConfigError, UntrustedCodeError, WeightsError
+from jdrl.nets.options import check_options, check_size
+from jdrl.nets.record import NetSpec, describe
+from jdrl.nets.registry import NETS
+from jdrl.nets.tiling import as_hint
 
 if TYPE_CHECKING:
     import torch
@@ -33,21 +37,6 @@ if TYPE_CHECKING:
 
 # Modules that know a family of weight files, tried in this order (the first whose detect() says yes reads it).
 WEIGHT_FORMATS = ("jdrl.nets.released", "jdrl.nets.official")
-
-
-@dataclass(frozen=True)
-class NetSpec:
-    """What a network is and where its weights came from (no tensors)."""
-
-    name: str
-    options: dict = field(default_factory=dict)
-    source: str = "new"  # new | jdrl | released
-    path: str | None = None
-    step: int | None = None
-
-    def as_dict(self) -> dict:
-        return {"name": self.name, "options": dict(self.options), "source": self.source, "path": self.path,
-                "step": self.step}
 
 
 @dataclass(frozen=True)
@@ -77,9 +66,6 @@ def build_registered(name: str, options: Mapping[str, Any] | None = None, *, whe
     with finite numbers. Only then is it built. Whether ``name`` may be imported is
     the caller's decision (:func:`read_weights` refuses code names from files without ``trust_code``).
     """
-    from jdrl.nets import NETS
-    from jdrl.nets.options import check_options, check_size
-
     options = dict(options or {})
     if is_code_name(name):  # the user's own code: plain options only; it is called once, by the user's consent
         factory = _import_factory(name)
@@ -120,8 +106,6 @@ def check_contract(net: Any, name: str) -> nn.Module:
     An optional ``tile_hint`` (how ``jdrl deblur`` tiles it, :mod:`jdrl.nets.tiling`) must be well-formed.
     """
     from torch import nn
-
-    from jdrl.nets.tiling import as_hint
 
     if not isinstance(net, nn.Module):
         raise ConfigError(f"network {name!r} built a {type(net).__name__}, not a torch.nn.Module")
@@ -242,7 +226,7 @@ def _read_weights(checkpoint: str | os.PathLike | Mapping, name: str | None, map
             spec = NetSpec(found, {**found_options, **options}, "released", where, data.get("global_step"))
             return LoadedWeights(spec, state, data)
     if name is not None:  # not recognised, but the user says what it is: load it to list what does not fit
-        from jdrl.nets.released import network_state
+        from jdrl.nets.released import network_state  # imports torch: not on the --help path
 
         return LoadedWeights(NetSpec(name, dict(options), "released", where), network_state(data), data)
     shown = ", ".join(sorted(map(str, data))[:5])
@@ -257,12 +241,6 @@ def _stored_options(value: Any, where: str) -> dict:
         raise WeightsError(f"{where}: the network options it holds are a {type(value).__name__}, not a mapping of "
                            "names to values; the file is damaged or was not written by jdrl")
     return dict(value)
-
-
-def describe(net: nn.Module) -> NetSpec:
-    """The :class:`NetSpec` of a network made by :func:`create_net` (a plain one for any other module)."""
-    spec = getattr(net, "jdrl_spec", None)
-    return spec if isinstance(spec, NetSpec) else NetSpec(type(net).__name__)
 
 
 def network_checkpoint(net: nn.Module, name: str | None = None, **options: Any) -> dict:

@@ -75,6 +75,8 @@ from jdrl.errors import WeightsError
 from jdrl.nets import NETS, check_input_size
 from jdrl.nets.official import unwrap_state
 from jdrl.nets.options import integer, number, word
+from jdrl.nets.record import NetRecord, OfficialFile
+from jdrl.nets.tiling import TileHint
 
 # The official configuration (configs/config_IFAN.py): conv kernel, base width, residual
 # units per resnet block in conv4_4/DME/F, IAC filter taps, IAC iterations, init gains.
@@ -343,7 +345,15 @@ OPTIONS = {"ks": integer(1, 31), "ch": integer(1, 1024), "res_num": integer(0, 6
            "channel_order": word("rgb", "bgr")}
 
 
-@NETS.register("ifan", options=OPTIONS)
+# What jdrl knows about these networks besides their code (jdrl.nets.record): the tile hints benchmarks/tiling.py
+# suggests (docs/RESULTS.md, "Tiling"; the rule in jdrl.nets.tiling) and their released weight files.
+RECORDS = {
+    "ifan": NetRecord(tile=TileHint(overlap=184, tile=576, max_whole_pixels=2_800_000, tolerance=1e-5),
+                     official=OfficialFile("jdrl.nets.ifan")),
+}
+
+
+@NETS.register("ifan", options=OPTIONS, record=RECORDS["ifan"])
 def ifan(**options: Any) -> IFAN:
     """IFAN with the official options (:data:`OFFICIAL_OPTIONS`); ``options`` override them.
 

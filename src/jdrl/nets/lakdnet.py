@@ -42,7 +42,9 @@ from jdrl.errors import WeightsError
 from jdrl.nets import NETS, check_input_size
 from jdrl.nets.official import block_count, expansion_factor, unwrap_state
 from jdrl.nets.options import flag, integer, integers, number, word
+from jdrl.nets.record import NetRecord, OfficialFile, frozen
 from jdrl.nets.restormer import GDFN, ChannelLayerNorm, Downsample, Upsample
+from jdrl.nets.tiling import TileHint
 
 # Defocus.network_s of the official options/Test_configs.yml (test status 'train_on_dpdd_s'),
 # with the constructor defaults it relies on.
@@ -259,7 +261,17 @@ OPTIONS = {"inp_channels": integer(1, 64), "out_channels": integer(1, 64), "dim"
            "dual_pixel_task": flag()}
 
 
-@NETS.register("lakdnet", options=OPTIONS)
+# What jdrl knows about these networks besides their code (jdrl.nets.record): the tile hints benchmarks/tiling.py
+# suggests (docs/RESULTS.md, "Tiling"; the rule in jdrl.nets.tiling) and their released weight files.
+RECORDS = {
+    "lakdnet": NetRecord(tile=TileHint(overlap=240, tile=512, max_whole_pixels=1_100_000, tolerance=1e-3),
+                     official=OfficialFile("jdrl.nets.lakdnet")),
+    "lakdnet_large": NetRecord(tile=TileHint(overlap=232, tile=512, max_whole_pixels=700_000, tolerance=1e-3),
+                     official=OfficialFile("jdrl.nets.lakdnet", match=frozen({"dim": 48}))),
+}
+
+
+@NETS.register("lakdnet", options=OPTIONS, record=RECORDS["lakdnet"])
 def lakdnet(**options: Any) -> LaKDNet:
     """The small DPDD LaKDNet (:data:`DPDD_SMALL_OPTIONS`); ``options`` override any constructor argument.
 
@@ -269,7 +281,7 @@ def lakdnet(**options: Any) -> LaKDNet:
     return _build(DPDD_SMALL_OPTIONS, options, "lakdnet")
 
 
-@NETS.register("lakdnet_large", options=OPTIONS)
+@NETS.register("lakdnet_large", options=OPTIONS, record=RECORDS["lakdnet_large"])
 def lakdnet_large(**options: Any) -> LaKDNet:
     """The large DPDD LaKDNet (:data:`DPDD_LARGE_OPTIONS`, dim 48); ``options`` override."""
     return _build(DPDD_LARGE_OPTIONS, options, "lakdnet_large")

@@ -25,6 +25,8 @@ from torch import nn
 from jdrl.errors import WeightsError
 from jdrl.nets import NETS, check_input_size
 from jdrl.nets.options import flag, integer, number
+from jdrl.nets.record import NetRecord, ReleasedFile
+from jdrl.nets.tiling import TileHint
 
 
 def _conv(in_channels: int, out_channels: int, kernel_size: int, bias: bool = False) -> nn.Conv2d:
@@ -247,7 +249,15 @@ OPTIONS = {"width": number(gt=0, le=16), "num_cab": integer(1, 64), "reduction":
            "kernel_size": integer(1, 31), "bias": flag()}
 
 
-@NETS.register("mprnet", options=OPTIONS)
+# What jdrl knows about these networks besides their code (jdrl.nets.record): the tile hints benchmarks/tiling.py
+# suggests (docs/RESULTS.md, "Tiling"; the rule in jdrl.nets.tiling) and their released weight files.
+RECORDS = {
+    "mprnet": NetRecord(tile=TileHint(overlap=40, tile=320, max_whole_pixels=800_000, tolerance=0.15),
+                     released=ReleasedFile("shallow_feat1.0.weight", border="released-mprnet")),
+}
+
+
+@NETS.register("mprnet", options=OPTIONS, record=RECORDS["mprnet"])
 class MPRNet(nn.Module):
     """Three-stage MPRNet for deblurring (20,127,127 state-dict values at ``width=1``; RGB in and out).
 

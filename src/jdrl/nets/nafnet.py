@@ -41,6 +41,8 @@ from jdrl.errors import WeightsError
 from jdrl.nets import NETS
 from jdrl.nets.official import unwrap_state
 from jdrl.nets.options import Option, flag, integer, integers
+from jdrl.nets.record import NetRecord, OfficialFile, frozen
+from jdrl.nets.tiling import TileHint
 
 # Keys that identify a NAFNet state dict (any configuration with at least one level).
 SIGNATURE_KEYS = ("intro.weight", "ending.weight", "downs.0.weight")
@@ -298,13 +300,23 @@ OPTIONS = {"img_channel": integer(1, 64), "width": integer(1, 1024), "middle_blk
            "base_size": Option("int_or_pair", Range(ge=1, le=16384), nullable=True)}
 
 
-@NETS.register("nafnet_w32", options=OPTIONS)
+# What jdrl knows about these networks besides their code (jdrl.nets.record): the tile hints benchmarks/tiling.py
+# suggests (docs/RESULTS.md, "Tiling"; the rule in jdrl.nets.tiling) and their released weight files.
+RECORDS = {
+    "nafnet_w32": NetRecord(tile=TileHint(overlap=80, tile=576, max_whole_pixels=2_800_000, tolerance=1e-3),
+                     official=OfficialFile("jdrl.nets.nafnet", fixed=frozen({"tlc": True}))),
+    "nafnet_w64": NetRecord(tile=TileHint(overlap=80, tile=512, max_whole_pixels=2_100_000, tolerance=1e-3),
+                     official=OfficialFile("jdrl.nets.nafnet", fixed=frozen({"tlc": True}), match=frozen({"width": 64}))),
+}
+
+
+@NETS.register("nafnet_w32", options=OPTIONS, record=RECORDS["nafnet_w32"])
 def nafnet_w32(**options: Any) -> NAFNet:
     """NAFNet-GoPro-width32 as released and tested (``NAFNetLocal``, TLC on); ``options`` override."""
     return _build({"width": 32, **GOPRO_BLOCKS, "tlc": True}, options)
 
 
-@NETS.register("nafnet_w64", options=OPTIONS)
+@NETS.register("nafnet_w64", options=OPTIONS, record=RECORDS["nafnet_w64"])
 def nafnet_w64(**options: Any) -> NAFNet:
     """NAFNet-GoPro-width64 as released and tested (``NAFNetLocal``, TLC on); ``options`` override."""
     return _build({"width": 64, **GOPRO_BLOCKS, "tlc": True}, options)

@@ -5,9 +5,10 @@ Each backbone module (``jdrl.nets.nafnet``, ``restormer``, ``ifan``, ``lakdnet``
 files: ``official_state_dict(checkpoint)`` unwraps the container and prefixes of the official
 code (BasicSR's ``{'params': ...}``, IFAN's ``module.Network.`` with its training-only
 re-blurring net dropped, LaKDNet's bare dict), ``SIGNATURE_KEYS`` identify the architecture and
-``infer_options(state)`` reads its configuration off the shapes. :data:`FAMILIES` says which
-registry name a configuration gets and what options the official test code used that the
-weights cannot tell (NAFNet's TLC).
+``infer_options(state)`` reads its configuration off the shapes. :func:`families` groups the networks
+by backbone module from their records (:mod:`jdrl.nets.record`): which registry name a
+configuration gets and what options the official test code used that the weights cannot tell
+(NAFNet's TLC).
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from __future__ import annotations
 import importlib
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
 from jdrl.errors import WeightsError
+from jdrl.nets.record import OfficialFile, records
 
 BASICSR_CONTAINERS = ("params", "params_ema", "state_dict")  # BasicSR's save_network (and its EMA copy)
 
@@ -82,30 +84,39 @@ def expansion_factor(widths_and_hidden: Sequence[tuple[int, int]], default: floa
 
 @dataclass(frozen=True)
 class Family:
-    """One backbone module: its registry names, and which one (and which fixed options) a file's options mean."""
+    """One backbone module and the registry names whose records say its official files are theirs."""
 
     module: str
-    names: tuple[str, ...]
-    choose: Callable[[dict], str]
-    fixed: Mapping[str, object]  # what the official test pipeline used that the weights do not say
+    files: Mapping[str, OfficialFile]  # registry name -> what its official file looks like
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.files)
+
+    def choose(self, options: Mapping) -> str:
+        """The registry name a file's options mean: the one whose ``match`` they fit (the default matches all)."""
+        fitting = sorted(self.files, key=lambda name: -len(self.files[name].match))
+        return next(name for name in fitting if self.files[name].fits(options))
+
+    def fixed(self, name: str) -> Mapping[str, object]:
+        return self.files[name].fixed
 
     def load(self) -> ModuleType:
         return importlib.import_module(self.module)
 
 
-FAMILIES = (
-    Family("jdrl.nets.nafnet", ("nafnet_w32", "nafnet_w64"),
-           lambda o: "nafnet_w64" if o.get("width") == 64 else "nafnet_w32", {"tlc": True}),
-    Family("jdrl.nets.restormer", ("restormer",), lambda o: "restormer", {}),
-    Family("jdrl.nets.lakdnet", ("lakdnet", "lakdnet_large"),
-           lambda o: "lakdnet_large" if o.get("dim") == 48 else "lakdnet", {}),
-    Family("jdrl.nets.ifan", ("ifan",), lambda o: "ifan", {}),
-)
+def families() -> tuple[Family, ...]:
+    """The official weight families, grouped by backbone module from the networks' records, in registry order."""
+    grouped: dict[str, dict[str, OfficialFile]] = {}
+    for name, record in records().items():
+        if record.official is not None:
+            grouped.setdefault(record.official.module, {})[name] = record.official
+    return tuple(Family(module, files) for module, files in grouped.items())
 
 
 def _match(checkpoint: Mapping) -> tuple[Family, dict] | None:
     """The family whose official layout ``checkpoint`` is, and the bare state dict; ``None`` if none."""
-    for family in FAMILIES:
+    for family in families():
         module = family.load()
         try:
             state = module.official_state_dict(checkpoint)
@@ -121,7 +132,7 @@ def detect(checkpoint: Mapping) -> bool:
 
 
 def family_of(name: str) -> Family | None:
-    return next((family for family in FAMILIES if name in family.names), None)
+    return next((family for family in families() if name in family.names), None)
 
 
 def read(checkpoint: Mapping, name: str | None, source: str) -> tuple[str, dict, dict]:
@@ -129,5 +140,6 @@ def read(checkpoint: Mapping, name: str | None, source: str) -> tuple[str, dict,
     family, state = _match(checkpoint)  # type: ignore[misc]  # detect() said yes
     if name is not None and name not in family.names:
         raise WeightsError(f"{source} holds a {family.names[0]} network (official layout), not {name!r}")
-    options = {**family.load().infer_options(state), **family.fixed}
-    return name or family.choose(options), options, state
+    inferred = family.load().infer_options(state)
+    chosen = name or family.choose(inferred)
+    return chosen, {**inferred, **family.fixed(chosen)}, state

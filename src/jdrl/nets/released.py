@@ -15,13 +15,15 @@ import os
 from collections.abc import Mapping
 
 from jdrl.errors import WeightsError
+from jdrl.nets.record import ReleasedFile, records
 from jdrl.weights import strip_prefix
 
-# One key that only each network's state dict has (after removing ``module.``).
-SIGNATURES = {"unet": "encoder.block1.0.weight", "mprnet": "shallow_feat1.0.weight"}
-# The options a released checkpoint of each network needs.
-RELEASED_OPTIONS = {"unet": {"channel_order": "bgr"}, "mprnet": {}}
 CONTAINER_KEYS = ("G_state_dict", "state_dict")
+
+
+def released_files() -> dict[str, ReleasedFile]:
+    """The networks the authors released, by registry name, with what their files look like (their records)."""
+    return {name: record.released for name, record in records().items() if record.released is not None}
 
 
 def network_state(checkpoint: Mapping) -> dict:
@@ -35,7 +37,7 @@ def network_state(checkpoint: Mapping) -> dict:
 def detect(checkpoint: Mapping) -> bool:
     """Whether ``checkpoint`` is a released UNet/MPRNet file (bare or in its released container)."""
     state = network_state(checkpoint)
-    return any(key in state for key in SIGNATURES.values())
+    return any(file.signature in state for file in released_files().values())
 
 
 def read(checkpoint: Mapping, name: str | None, source: str) -> tuple[str, dict, dict]:
@@ -44,23 +46,26 @@ def read(checkpoint: Mapping, name: str | None, source: str) -> tuple[str, dict,
     if not state:
         raise WeightsError(f"{source} is empty")
     name = name or _detect_name(state, source)
-    return name, {**RELEASED_OPTIONS.get(name, {}), **_inferred_options(name, state)}, state
+    released = released_files().get(name)
+    return name, {**(released.options if released else {}), **_inferred_options(name, state)}, state
 
 
 def _detect_name(state: Mapping, source: str) -> str:
-    for name, key in SIGNATURES.items():
-        if key in state:
+    files = released_files()
+    for name, file in files.items():
+        if file.signature in state:
             return name
     shown = ", ".join(sorted(state)[:5])
     raise WeightsError(
-        f"{source} is neither a released UNet nor an MPRNet checkpoint (no {' / '.join(SIGNATURES.values())}; "
+        f"{source} is neither a released UNet nor an MPRNet checkpoint "
+        f"(no {' / '.join(file.signature for file in files.values())}; "
         f"first keys: {shown}); pass net='unet' or net='mprnet' to see which keys are missing"
     )
 
 
 def _inferred_options(name: str, state: Mapping) -> dict:
     """Build options the weights themselves tell: a narrow UNet's ``width`` (64 first-level channels = 1.0)."""
-    first = state.get(SIGNATURES["unet"]) if name == "unet" else None
+    first = state.get(released_files()["unet"].signature) if name == "unet" else None
     if first is None or first.shape[0] == 64:
         return {}
     return {"width": first.shape[0] / 64}

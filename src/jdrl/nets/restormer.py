@@ -30,6 +30,8 @@ from jdrl.errors import WeightsError
 from jdrl.nets import NETS, check_input_size
 from jdrl.nets.official import block_count, expansion_factor, unwrap_state
 from jdrl.nets.options import flag, integer, integers, number, word
+from jdrl.nets.record import NetRecord, OfficialFile
+from jdrl.nets.tiling import TileHint
 
 # network_g of Defocus_Deblurring/Options/DefocusDeblur_Single_8bit_Restormer.yml (= the official defaults).
 DEFOCUS_OPTIONS: dict[str, Any] = {
@@ -333,7 +335,15 @@ OPTIONS = {"inp_channels": integer(1, 64), "out_channels": integer(1, 64), "dim"
            "LayerNorm_type": word(*LAYER_NORM_TYPES), "dual_pixel_task": flag()}
 
 
-@NETS.register("restormer", options=OPTIONS)
+# What jdrl knows about these networks besides their code (jdrl.nets.record): the tile hints benchmarks/tiling.py
+# suggests (docs/RESULTS.md, "Tiling"; the rule in jdrl.nets.tiling) and their released weight files.
+RECORDS = {
+    "restormer": NetRecord(tile=TileHint(overlap=128, tile=256, max_whole_pixels=600_000, tolerance=0.1),
+                     official=OfficialFile("jdrl.nets.restormer")),
+}
+
+
+@NETS.register("restormer", options=OPTIONS, record=RECORDS["restormer"])
 def restormer(**options: Any) -> Restormer:
     """The single-image defocus Restormer (:data:`DEFOCUS_OPTIONS`); ``options`` override any constructor argument.
 

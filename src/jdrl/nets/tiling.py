@@ -11,12 +11,18 @@ and the default ``--overlap`` of ``jdrl deblur`` use for it, taken from (the fir
 1. the network's own optional ``tile_hint`` attribute, a :class:`TileHint` or a mapping
    with some of its fields (``{"overlap": 128, "tile": 768}``): the plugin contract
    (README, "Any network");
-2. :data:`TILE_HINTS`, by registry name (``net.jdrl_spec.name``, set by ``create_net``),
-   for the default configuration of each built-in network;
+2. the network's record (:mod:`jdrl.nets.record`, beside each built-in network; by registry name,
+   ``net.jdrl_spec.name``, set by ``create_net``; all of them: ``TILE_HINTS``), for the default
+   configuration of each built-in network;
 3. :data:`FALLBACK`: the numbers every network got before hints existed (the paper's
    UNet: 512 px tiles on the CPU, 256 px overlap, images up to 2 MP whole).
 
-The built-in numbers are measured by ``benchmarks/tiling.py`` (docs/RESULTS.md, "Tiling").
+The built-in numbers are measured by ``benchmarks/tiling.py`` (docs/RESULTS.md, "Tiling"; whole
+512² vs its 256² corner, random weights). Overlap: float rounding where the receptive field is finite
+(unet +-112 px, ifan), 1e-3 where far context fades (nafnet, lakdnet), else where the error stops
+falling (restormer's channel attention and mprnet's quarter split and channel-attention pooling are
+global: ~0.1 remains at any overlap). CPU tile: the activation memory of the UNet's 512 px tile, at
+least twice the overlap; whole: up to the UNet's 2 MP memory.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from jdrl.errors import ConfigError
+from jdrl.nets.record import describe, net_record, records
 
 CUDA_TILE_SCALE = 2  # CUDA tiles are this many times the CPU side (accelerators hold more)
 
@@ -64,22 +71,12 @@ class TileHint:
 
 FALLBACK = TileHint()
 
-# Default configurations of the built-in networks: the hints benchmarks/tiling.py suggests (docs/RESULTS.md,
-# "Tiling"; whole 512² vs its 256² corner, random weights). Overlap: float rounding where the receptive field
-# is finite (unet +-112 px, ifan), 1e-3 where far context fades (nafnet, lakdnet), else where the error stops
-# falling (restormer's channel attention and mprnet's quarter split and channel-attention pooling are global:
-# ~0.1 remains at any overlap). CPU tile: the activation memory of the UNet's 512 px tile, at least twice the
-# overlap; whole: up to the UNet's 2 MP memory.
-TILE_HINTS: dict[str, TileHint] = {
-    "unet": TileHint(overlap=256, tile=512, max_whole_pixels=2_000_000, tolerance=1e-5),
-    "ifan": TileHint(overlap=184, tile=576, max_whole_pixels=2_800_000, tolerance=1e-5),
-    "nafnet_w32": TileHint(overlap=80, tile=576, max_whole_pixels=2_800_000, tolerance=1e-3),
-    "nafnet_w64": TileHint(overlap=80, tile=512, max_whole_pixels=2_100_000, tolerance=1e-3),
-    "lakdnet": TileHint(overlap=240, tile=512, max_whole_pixels=1_100_000, tolerance=1e-3),
-    "lakdnet_large": TileHint(overlap=232, tile=512, max_whole_pixels=700_000, tolerance=1e-3),
-    "restormer": TileHint(overlap=128, tile=256, max_whole_pixels=600_000, tolerance=0.1),
-    "mprnet": TileHint(overlap=40, tile=320, max_whole_pixels=800_000, tolerance=0.15),
-}
+
+def __getattr__(name: str) -> Any:
+    """``TILE_HINTS``: the built-in networks' hints by registry name, read from their records (jdrl.nets.record)."""
+    if name == "TILE_HINTS":
+        return {key: record.tile for key, record in records().items() if record.tile is not None}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def as_hint(value: Any, where: str = "tile_hint") -> TileHint:
@@ -103,6 +100,5 @@ def tile_hint(net: Any) -> TileHint:
     own = getattr(net, "tile_hint", None)
     if own is not None:
         return as_hint(own, f"{type(net).__name__}.tile_hint")
-    from jdrl.nets.factory import describe
-
-    return TILE_HINTS.get(describe(net).name, FALLBACK)
+    record = net_record(describe(net).name)
+    return record.tile if record is not None and record.tile is not None else FALLBACK

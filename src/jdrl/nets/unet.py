@@ -17,6 +17,8 @@ from torch import nn
 
 from jdrl.nets import NETS, check_input_size
 from jdrl.nets.options import flag, number, word
+from jdrl.nets.record import NetRecord, ReleasedFile, frozen
+from jdrl.nets.tiling import TileHint
 
 ENCODER_CHANNELS = (64, 128, 256, 512, 1024)
 
@@ -84,7 +86,15 @@ OPTIONS = {"width": number(gt=0, le=16), "dropout": number(ge=0, lt=1), "channel
            "residual": flag()}
 
 
-@NETS.register("unet", options=OPTIONS)
+# What jdrl knows about these networks besides their code (jdrl.nets.record): the tile hints benchmarks/tiling.py
+# suggests (docs/RESULTS.md, "Tiling"; the rule in jdrl.nets.tiling) and their released weight files.
+RECORDS = {
+    "unet": NetRecord(tile=TileHint(overlap=256, tile=512, max_whole_pixels=2_000_000, tolerance=1e-5),
+                     released=ReleasedFile("encoder.block1.0.weight", frozen({"channel_order": "bgr"}), border="released-unet")),
+}
+
+
+@NETS.register("unet", options=OPTIONS, record=RECORDS["unet"])
 class UNet(nn.Module):
     """The released ``VGG_Deblur`` (31,033,411 parameters at ``width=1``).
 
