@@ -128,7 +128,7 @@ def nonrigid_misalignment(
     window: np.ndarray, margin: int, size: int, zoom: float, offset: tuple[float, float],
     field: np.ndarray | None, regions: Sequence[dict],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(gt, flow (H, W, 2), occlusion (H, W))`` of the model's steps 4, 6 and 7 (jdrl.data.synthetic's docstring)."""
+    """``(gt, flow (H, W, 2), occlusion (H, W))`` of the model's steps 4, 6 and 7 (package docstring)."""
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float64)
     ax, ay = zoom * xs + offset[0], zoom * ys + offset[1]  # where ground-truth pixel x samples the aligned image
     if field is not None:
