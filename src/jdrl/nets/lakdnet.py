@@ -41,7 +41,7 @@ from torch import nn
 from jdrl.errors import WeightsError
 from jdrl.nets import NETS, check_input_size
 from jdrl.nets.official import block_count, expansion_factor, unwrap_state
-from jdrl.nets.options import flag, integer, integers, number, word
+from jdrl.nets.options import build_with_defaults, flag, integer, integers, number, word
 from jdrl.nets.record import NetRecord, OfficialFile, frozen
 from jdrl.nets.restormer import GDFN, ChannelLayerNorm, Downsample, Upsample
 from jdrl.nets.tiling import TileHint
@@ -247,13 +247,6 @@ class LaKDNet(nn.Module):
         return torch.clip(self.output(dec1) + residual, 0, 1)
 
 
-def _build(defaults: Mapping[str, Any], options: Mapping[str, Any], name: str) -> LaKDNet:
-    unknown = sorted(set(options) - set(defaults))
-    if unknown:
-        raise ValueError(f"unknown {name} option(s) {unknown}; valid: {', '.join(defaults)}")
-    return LaKDNet(**{**defaults, **options})
-
-
 #: the options LaKDNet accepts, checked before it is built (:mod:`jdrl.nets.options`)
 OPTIONS = {"inp_channels": integer(1, 64), "out_channels": integer(1, 64), "dim": integer(1, 1024),
            "num_blocks": integers(0, 256, length=4), "mix_kernel_size": integers(1, 255, length=4),
@@ -278,13 +271,13 @@ def lakdnet(**options: Any) -> LaKDNet:
     E.g. ``lakdnet(dim=8, num_blocks=(1, 1, 1, 1), mix_kernel_size=(3, 3, 3, 3))`` is a
     tiny net for tests and demos.
     """
-    return _build(DPDD_SMALL_OPTIONS, options, "lakdnet")
+    return build_with_defaults(LaKDNet, DPDD_SMALL_OPTIONS, options, "lakdnet", DPDD_SMALL_OPTIONS)
 
 
 @NETS.register("lakdnet_large", options=OPTIONS, record=RECORDS["lakdnet_large"])
 def lakdnet_large(**options: Any) -> LaKDNet:
     """The large DPDD LaKDNet (:data:`DPDD_LARGE_OPTIONS`, dim 48); ``options`` override."""
-    return _build(DPDD_LARGE_OPTIONS, options, "lakdnet_large")
+    return build_with_defaults(LaKDNet, DPDD_LARGE_OPTIONS, options, "lakdnet_large", DPDD_LARGE_OPTIONS)
 
 
 def official_state_dict(checkpoint: Mapping) -> dict:

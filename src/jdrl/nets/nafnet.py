@@ -40,7 +40,7 @@ from jdrl.config import Range
 from jdrl.errors import WeightsError
 from jdrl.nets import NETS
 from jdrl.nets.official import unwrap_state
-from jdrl.nets.options import Option, flag, integer, integers
+from jdrl.nets.options import Option, build_with_defaults, flag, integer, integers
 from jdrl.nets.record import NetRecord, OfficialFile, frozen
 from jdrl.nets.tiling import TileHint
 
@@ -286,13 +286,6 @@ class NAFNet(nn.Module):
         return out[:, :, :h, :w]
 
 
-def _build(defaults: dict, options: dict) -> NAFNet:
-    unknown = sorted(set(options) - set(OPTION_NAMES))
-    if unknown:
-        raise ValueError(f"unknown NAFNet option(s) {', '.join(unknown)}; choose from {', '.join(OPTION_NAMES)}")
-    return NAFNet(**{**defaults, **options})
-
-
 #: the options NAFNet accepts, checked before it is built (:mod:`jdrl.nets.options`)
 OPTIONS = {"img_channel": integer(1, 64), "width": integer(1, 1024), "middle_blk_num": integer(0, 256),
            "enc_blk_nums": integers(0, 256, max_items=8), "dec_blk_nums": integers(0, 256, max_items=8),
@@ -313,13 +306,13 @@ RECORDS = {
 @NETS.register("nafnet_w32", options=OPTIONS, record=RECORDS["nafnet_w32"])
 def nafnet_w32(**options: Any) -> NAFNet:
     """NAFNet-GoPro-width32 as released and tested (``NAFNetLocal``, TLC on); ``options`` override."""
-    return _build({"width": 32, **GOPRO_BLOCKS, "tlc": True}, options)
+    return build_with_defaults(NAFNet, {"width": 32, **GOPRO_BLOCKS, "tlc": True}, options, "NAFNet", OPTION_NAMES)
 
 
 @NETS.register("nafnet_w64", options=OPTIONS, record=RECORDS["nafnet_w64"])
 def nafnet_w64(**options: Any) -> NAFNet:
     """NAFNet-GoPro-width64 as released and tested (``NAFNetLocal``, TLC on); ``options`` override."""
-    return _build({"width": 64, **GOPRO_BLOCKS, "tlc": True}, options)
+    return build_with_defaults(NAFNet, {"width": 64, **GOPRO_BLOCKS, "tlc": True}, options, "NAFNet", OPTION_NAMES)
 
 
 def official_state_dict(checkpoint: Mapping) -> dict:

@@ -16,7 +16,7 @@ options must still be plain data with finite numbers (:func:`plain_data_problems
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -174,3 +174,13 @@ def _shown(value: Any, limit: int = 120) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "..."
 
+
+
+def build_with_defaults(cls: Callable[..., Any], defaults: Mapping[str, Any], options: Mapping[str, Any], name: str,
+                        valid: Iterable[str]) -> Any:
+    """``cls(**defaults, **options)`` after refusing options outside ``valid`` by name (a registered factory's body)."""
+    valid = tuple(valid)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown {name} option(s) {', '.join(unknown)}; choose from {', '.join(valid)}")
+    return cls(**{**defaults, **options})
