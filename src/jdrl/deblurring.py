@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from jdrl.errors import DatasetError, VerificationError
-from jdrl.files import real_path
+from jdrl.files import file_problem, real_path
+from jdrl.progress import bar, progress
+from jdrl.runtime import net_device
 
 if TYPE_CHECKING:
     import torch
@@ -66,7 +68,6 @@ class DeblurReport:
 
 def expand_inputs(specs: Iterable[str | os.PathLike]) -> tuple[list[Path], list[Failure]]:
     """The image files named by ``specs`` (in order, each once) and the specs that named none."""
-    from jdrl.files import file_problem
     from jdrl.images import is_image_file
 
     found: list[Path] = []
@@ -180,8 +181,6 @@ def deblur_file(net: nn.Module, job: Job, *, tile: int | str | None = "auto", ov
     from jdrl.images import read_image_with_depth, write_image
     from jdrl.inference import deblur_image, resolve_overlap, resolve_tile
     from jdrl.nets.tiling import tile_hint
-    from jdrl.progress import bar
-    from jdrl.runtime import net_device
 
     device = net_device(net)
     hint = tile_hint(net)
@@ -232,8 +231,6 @@ def deblur_files(
 
     from jdrl.inference import resolve_overlap
     from jdrl.nets.tiling import tile_hint
-    from jdrl.progress import progress
-    from jdrl.runtime import net_device
 
     out_dir = Path(out_dir).expanduser()
     device = net_device(net)

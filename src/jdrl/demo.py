@@ -21,9 +21,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jdrl.data.synthetic import SynthParams
+from jdrl.data.synthetic import DEFAULT_SOURCE_NAMES, SynthParams, default_sources
 from jdrl.files import write_text
+from jdrl.images import write_image
 from jdrl.models import DEFAULT_MODEL, model_id
+from jdrl.nets import create_net
 
 if TYPE_CHECKING:  # the CLI imports this module to build its --help: no torch at import time
     import torch
@@ -114,7 +116,6 @@ def from_scratch(settings: DemoSettings) -> DemoSettings:
 def make_datasets(settings: DemoSettings, train_sources=None, eval_sources=None):
     """``(train, held-out)`` synthetic sets; by default the bundled photos split by ``held_out``."""
     from jdrl.data.datasets import SyntheticPairs
-    from jdrl.data.synthetic import DEFAULT_SOURCE_NAMES, default_sources
 
     if train_sources is None:
         train_sources = default_sources([n for n in DEFAULT_SOURCE_NAMES if n not in settings.held_out])
@@ -165,7 +166,6 @@ def train_variant(settings: DemoSettings, variant: Variant, train_set, run_dir: 
     never a "best", and their exponential moving average when the variant sets ``run.ema_decay``.
 
     ``val_set`` (with ``settings.val_every > 0``) is scored every ``val_every`` steps into ``RUN/val.csv``."""
-    from jdrl.nets import create_net
     from jdrl.training import train
     from jdrl.training.data import AlignedTargets
 
@@ -185,7 +185,6 @@ def run_variants(
     name: EvalResult, ..., "_seconds": {...}}``."""
     from jdrl.evaluation.protocol import evaluate
     from jdrl.flow import build_flow
-    from jdrl.nets import create_net
 
     # the start first: a bad --init fails before any pair is made or scored
     start_net = None if settings.init is None else create_net(checkpoint=settings.init, map_location=settings.device)
@@ -323,7 +322,6 @@ def results_markdown(summary: str, table: dict) -> str:
 
 def _strips(out: Path, results: dict) -> dict[str, str]:
     from jdrl.evaluation.report import make_strip
-    from jdrl.images import write_image
 
     paths = {}
     first = results["input"]
@@ -353,7 +351,6 @@ def detail_box(image, side: int) -> tuple[int, int]:
 def _crop_strips(out: Path, results: dict, side: int = 48, zoom: int = 4) -> list[str]:
     """Per held-out image, the most detailed ``side`` px square of every picture, enlarged ``zoom``x (nearest)."""
     from jdrl.evaluation.report import make_strip
-    from jdrl.images import write_image
 
     paths = []
     first = results["input"]

@@ -34,8 +34,10 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.export import Dim
 
 from jdrl.errors import ConfigError, MissingDependencyError, VerificationError
+from jdrl.hub import read_model, write_model_folder
 from jdrl.runtime import net_device
 
 INPUT_NAME = "blurry"
@@ -150,7 +152,6 @@ def _write_dynamo(net: nn.Module, path: Path, height: int, width: int, opset: in
     The dynamo exporter implements opset 18 and later; a lower ``opset`` is converted down when
     onnxscript/onnx can (the opset actually written is in the model, and in the metadata).
     """
-    from torch.export import Dim
 
     dynamic = getattr(Dim, "DYNAMIC", None) or Dim.AUTO  # torch 2.5 has only AUTO
     example = torch.rand(1, 3, height, width, device=net_device(net))
@@ -349,7 +350,6 @@ def export_safetensors(net: nn.Module, folder: str | os.PathLike, *, ema: bool =
     With ``verify`` the folder is read back and every tensor compared with ``net``'s
     (bit-exact) before returning; a mismatch raises :class:`VerificationError`.
     """
-    from jdrl.hub import read_model, write_model_folder
     from jdrl.nets.factory import describe
 
     spec = describe(net)

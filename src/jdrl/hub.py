@@ -30,10 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jdrl._version import __version__
 from jdrl.atomic import atomic_write
 from jdrl.errors import ConfigError, MissingDependencyError, WeightsError
 from jdrl.files import file_problem, read_text
 from jdrl.models import is_bundled_id, model_files
+from jdrl.runtime import versions
 
 if TYPE_CHECKING:
     import torch
@@ -105,8 +107,6 @@ def write_model_folder(
     """Write ``folder/config.json`` and ``folder/model.safetensors`` (each atomically; weights first)."""
     from safetensors.torch import save
 
-    from jdrl._version import __version__
-    from jdrl.runtime import versions
 
     try:
         options_json = json.dumps(dict(options), sort_keys=True)

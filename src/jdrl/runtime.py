@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from jdrl._version import __version__
 from jdrl.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -74,7 +75,6 @@ def versions(*packages: str, git: bool = False) -> dict[str, str]:
     """Versions of jdrl, torch, Python and ``packages`` (those installed); the git commit when asked and known."""
     import torch
 
-    from jdrl._version import __version__
 
     found = {"jdrl": __version__, "torch": str(torch.__version__), "python": platform.python_version()}
     for package in packages:

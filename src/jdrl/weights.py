@@ -8,12 +8,12 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from jdrl.checkpoint import load_file
 from jdrl.errors import WeightsError
 
 
 def read_state_dict(path: str | os.PathLike, nested_keys: tuple[str, ...] = ("state_dict", "params", "model")) -> dict:
     """Load a weight file on the CPU (``weights_only``) and return its state dict (unwrapping common containers)."""
-    from jdrl.checkpoint import load_file
 
     state = load_file(path)
     for key in nested_keys:

@@ -6,6 +6,10 @@ import argparse
 from collections import Counter
 
 from jdrl.cli.arguments import add_max_pixels, apply_max_pixels, float_in, int_in, side_in_px
+from jdrl.errors import UsageError
+from jdrl.progress import bar
+from jdrl.runtime import choose_device
+from jdrl.vocabulary import MASK_MODES
 
 HELP = "inspect datasets (jdrl data check PATH [--misalignment -o REPORT])"
 
@@ -34,7 +38,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_misalignment_arguments(parser: argparse.ArgumentParser) -> None:
     """``--misalignment`` and its options (jdrl.data.alignment; README, "jdrl data check --misalignment")."""
-    from jdrl.vocabulary import MASK_MODES
 
     group = parser.add_argument_group("misalignment report (--misalignment)")
     group.add_argument("--misalignment", action="store_true",
@@ -68,14 +71,12 @@ def add_misalignment_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from jdrl.data.pairs import discover_pairs, validate
-    from jdrl.progress import bar
 
     apply_max_pixels(args)
     report_options = misalignment_options(args)  # a bad combination fails before any image is read
     estimator = None
     if report_options is not None:  # ... and so does an unknown flow estimator or a missing weight file
         from jdrl.flow import build_flow
-        from jdrl.runtime import choose_device
 
         device = choose_device(args.device) if report_options.flow != "dis" else None
         estimator = build_flow(report_options.flow, report_options.flow_weights, device)
@@ -112,7 +113,6 @@ def run(args: argparse.Namespace) -> int:
 def misalignment_options(args: argparse.Namespace):
     """The :class:`~jdrl.data.alignment.MisalignmentConfig` of the arguments, or ``None`` without
     ``--misalignment``; options of the report without ``--misalignment``, or no ``--out``, are usage errors."""
-    from jdrl.errors import UsageError
 
     if not args.misalignment:
         given = [flag for flag, value in (("-o/--out", args.out), ("--flow-weights", args.flow_weights),
@@ -137,7 +137,6 @@ PRINTED_ROWS = 20  # pairs listed on the terminal (all of them are in the report
 def run_misalignment(args: argparse.Namespace, checked, config, estimator) -> int:
     """Measure, print the summary, write the report; returns how many pairs are to be dropped."""
     from jdrl.data.alignment import misalignment_report
-    from jdrl.progress import bar
 
     report = misalignment_report(checked, config, estimator=estimator, progress=bar("misalignment", args.quiet))
     paths = report.write(args.out, overwrite=args.overwrite)

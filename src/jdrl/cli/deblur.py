@@ -8,6 +8,9 @@ import sys
 import time
 
 from jdrl.cli.arguments import MAX_SIDE, add_max_pixels, add_trust_code, apply_max_pixels
+from jdrl.errors import UsageError
+from jdrl.models import DEFAULT_MODEL, MODELS, model_id
+from jdrl.runtime import AMP_CHOICES, DEVICE_HELP, choose_device
 
 HELP = "deblur images of any size with a trained checkpoint or the bundled model (tiled, 8/16-bit PNG out)"
 
@@ -36,7 +39,6 @@ def non_negative(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from jdrl.runtime import AMP_CHOICES, DEVICE_HELP
 
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (not recursive) or glob patterns")
     parser.add_argument("-o", "--out", required=True, help="output folder (gets <input stem>.png)")
@@ -75,8 +77,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def default_checkpoint(net: str | None) -> str:
     """Without ``--checkpoint``: the bundled model, said in one line (also with --quiet: it decides the result)."""
-    from jdrl.errors import UsageError
-    from jdrl.models import DEFAULT_MODEL, MODELS, model_id
 
     model = MODELS[DEFAULT_MODEL]
     if net is not None and net != model.net:  # random weights of another network deblur nothing
@@ -93,7 +93,6 @@ def run(args: argparse.Namespace) -> int:
     from jdrl.deblurring import deblur_files
     from jdrl.inference import resolve_overlap
     from jdrl.nets import create_net
-    from jdrl.runtime import choose_device
 
     start = time.perf_counter()
     apply_max_pixels(args)  # an image over the limit is listed as not deblurred; the others still run

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from jdrl.cli.arguments import float_in, int_in
+from jdrl.errors import UsageError
+
 HELP = "fine-tune the bundled model with the pixel loss and with JDRL on misaligned pairs and compare them (offline, CPU-sized)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from jdrl.cli.arguments import float_in, int_in
     from jdrl.demo import FROM_SCRATCH, DemoSettings
 
     defaults = DemoSettings()
@@ -52,7 +54,6 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from jdrl.demo import DemoSettings, from_scratch, markdown, run_demo
-    from jdrl.errors import UsageError
 
     if args.from_scratch and args.init is not None:
         raise UsageError("--from-scratch and --init name two different starts; give one of them")

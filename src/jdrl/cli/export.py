@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from jdrl.cli.arguments import add_trust_code, int_in, side_in_px
+from jdrl.errors import UsageError
 from jdrl.files import real_path
 
 HELP = ("export a checkpoint's network to ONNX (dynamic batch/height/width, verified with onnxruntime) or to a "
@@ -41,7 +42,6 @@ def refuse_existing_output(args: argparse.Namespace) -> None:
     """Never write over the checkpoint read, and over an existing model only with ``--overwrite`` (checked first)."""
     from pathlib import Path
 
-    from jdrl.errors import UsageError
 
     out = Path(args.out).expanduser()
     source = Path(args.checkpoint).expanduser()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from jdrl.models import DEFAULT_MODEL, MODELS, model_id
+
 HELP = ("list the deblurring networks (parameters, MACs at 256x256, input size multiple, tiling of jdrl deblur) "
         "and the bundled models")
 MACS_SIDE = 256  # px: the image side at which MACs are counted
@@ -48,7 +50,6 @@ def run(args: argparse.Namespace) -> int:
 
 def print_models() -> None:
     """The models that ship with jdrl (:mod:`jdrl.models`): read with --checkpoint jdrl:NAME."""
-    from jdrl.models import DEFAULT_MODEL, MODELS, model_id
 
     print("\nbundled models (--checkpoint jdrl:NAME; create_net(checkpoint=\"jdrl:NAME\")):")
     for name, model in MODELS.items():

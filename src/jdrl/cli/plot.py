@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from jdrl.cli.arguments import int_in
+from jdrl.errors import UsageError
 
 HELP = "draw a run's training curves (RUN/log.csv, RUN/val.csv) into a PNG"
 
@@ -19,7 +20,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from jdrl.errors import UsageError
     from jdrl.evaluation.plot import plot_run
 
     target = Path(args.out) if args.out else Path(args.run_dir) / "curves.png"

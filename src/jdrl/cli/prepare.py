@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 
 from jdrl.cli.arguments import apply_max_pixels, float_in, int_in
+from jdrl.cli.data import add_source_arguments
+from jdrl.progress import bar
 
 HELP = "cut full-size pairs into overlapping training patches, dropping the least sharp"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from jdrl.cli.data import add_source_arguments
     from jdrl.data.prepare import PatchSpec
 
     defaults = PatchSpec()
@@ -28,7 +29,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from jdrl.data.pairs import discover_pairs, load_pairs
     from jdrl.data.prepare import PatchSpec, check_output, prepare_patches
-    from jdrl.progress import bar
 
     spec = PatchSpec(args.patch, args.overlap, args.drop)
     apply_max_pixels(args)

@@ -6,7 +6,9 @@ import argparse
 import time
 
 from jdrl.cli.arguments import int_in
+from jdrl.errors import UsageError
 from jdrl.files import real_path
+from jdrl.progress import bar
 
 MAX_SYNTH_PAIRS = 10_000_000  # ~20 days of writing at 256 px on 2 cores: a bound a user reaches only on purpose
 HELP = "synthesize misaligned defocus pairs (blur/, gt/, aligned/, flow/, occlusion/, meta.jsonl)"
@@ -81,14 +83,12 @@ def run(args: argparse.Namespace) -> int:
         usable_sources,
         write_synthetic,
     )
-    from jdrl.progress import bar
 
     start = time.perf_counter()
     params = params_from_args(args)
     if args.source:
         from pathlib import Path
 
-        from jdrl.errors import UsageError
 
         out, source = real_path(Path(args.out).expanduser()), real_path(Path(args.source).expanduser())
         if out == source or out.is_relative_to(source) or source.is_relative_to(out):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from jdrl.errors import UsageError
+
 HELP = "train a network (CONFIG is a preset name or a YAML file; see jdrl presets)"
 
 
@@ -26,7 +28,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from jdrl.checkpoint import selected_checkpoint
     from jdrl.config import dump_yaml, refuse_repeated_overrides
-    from jdrl.errors import UsageError
     from jdrl.training import default_run_dir, load_train_config, train
 
     overrides = list(args.override) + ([f"net.init={args.init}"] if args.init else [])

@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
+from jdrl.errors import UsageError
 from jdrl.evaluation.report import (
     _csv_value,
     _html_table,
@@ -92,7 +94,6 @@ def existing_outputs(out: Path) -> list[Path]:
 def check_output(out_dir: str | os.PathLike, inputs: Sequence[Path] = (), overwrite: bool = False) -> Path:
     """``out_dir`` as a Path, or a :class:`~jdrl.errors.UsageError` when it is a file, lies inside a folder of the
     data's images (``inputs``), or holds an earlier report and ``overwrite`` is not set. Nothing is written."""
-    from jdrl.errors import UsageError
 
     out = Path(out_dir).expanduser()
     if out.exists() and not out.is_dir():
@@ -172,7 +173,6 @@ def histogram_figure(report: MisalignmentReport, path: Path | None = None, dpi: 
 
 
 def _strip_of(pair: PairAlignment) -> np.ndarray:
-    import torch
 
     panels = {label: torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)).clamp(0, 1)
               for label, image in (pair.panels or {}).items()}

@@ -15,6 +15,7 @@ import math
 import os
 from pathlib import Path
 
+from jdrl.atomic import atomic_write
 from jdrl.errors import DatasetError
 from jdrl.files import real_path
 
@@ -139,7 +140,6 @@ def _save_atomically(figure, target: Path, dpi: int) -> None:
     """Render to memory, then write the PNG whole (a failure leaves any previous file as it was)."""
     import io
 
-    from jdrl.atomic import atomic_write
 
     buffer = io.BytesIO()
     figure.savefig(buffer, dpi=dpi, format="png")

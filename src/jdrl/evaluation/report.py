@@ -33,6 +33,7 @@ import torch
 
 from jdrl.evaluation.protocol import METRIC_COLUMNS, PANEL_SIDE, EvalResult, thumbnail
 from jdrl.files import WRITE_ERRORS, write_text
+from jdrl.runtime import versions as package_versions
 
 __all__ = [
     "StripWriter",
@@ -110,7 +111,6 @@ def _json_safe(value: Any) -> Any:
 
 def versions() -> dict[str, str]:
     """Versions of what produced the numbers."""
-    from jdrl.runtime import versions as package_versions
 
     return package_versions("scikit-image", "numpy", "opencv-python-headless", "lpips")
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 
+import torch
+
 from jdrl.errors import ConfigError, WeightsError
 from jdrl.flow.base import FLOWS, FlowEstimator
 
@@ -49,7 +51,6 @@ def resolve_flow(name: str, weights: str | os.PathLike | None, device=None, **op
     which torchvision downloads into its cache on first use when online (its convention); when that fails
     (offline, no file in the cache), DIS is used and the note says which file to place where.
     """
-    import torch
 
     if name != AUTO:
         return build_flow(name, weights, device, **options), None

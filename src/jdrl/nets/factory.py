@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from jdrl.errors import ConfigError, UntrustedCodeError, WeightsError
+from jdrl.hub import is_model_source, read_model
 from jdrl.nets.options import check_options, check_size
 from jdrl.nets.record import NetSpec, describe
 from jdrl.nets.registry import NETS
@@ -193,7 +194,6 @@ def _refuse_untrusted(file_name: str, typed: set[str], where: str, trust_code: b
 def _read_weights(checkpoint: str | os.PathLike | Mapping, name: str | None, map_location: str | torch.device,
                   source: str | None, options: dict) -> LoadedWeights:
     from jdrl.checkpoint import is_jdrl_checkpoint, read_checkpoint
-    from jdrl.hub import is_model_source, read_model
 
     is_path = not isinstance(checkpoint, Mapping)
     where = str(checkpoint) if is_path else (source or "the given checkpoint")

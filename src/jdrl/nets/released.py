@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from jdrl.checkpoint import read_checkpoint
 from jdrl.errors import WeightsError
 from jdrl.nets.record import ReleasedFile, records
 from jdrl.weights import strip_prefix
@@ -73,7 +74,6 @@ def _inferred_options(name: str, state: Mapping) -> dict:
 
 def released_reblur_state(path_or_state: str | os.PathLike | Mapping) -> dict | None:
     """The reblurring module's weights (``Reblur_state_dict``, prefix removed) of a released UNet checkpoint, if any."""
-    from jdrl.checkpoint import read_checkpoint
 
     checkpoint = path_or_state if isinstance(path_or_state, Mapping) else read_checkpoint(path_or_state)
     reblur = checkpoint.get("Reblur_state_dict")

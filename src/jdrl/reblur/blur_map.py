@@ -28,8 +28,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
+from jdrl.checkpoint import is_jdrl_checkpoint
 from jdrl.errors import UsageError, WeightsError
+from jdrl.reblur.kernels import ring_table, ring_weights, split_seeds
+from jdrl.reblur.module import ReblurModule
+from jdrl.weights import load_strict, strip_prefix
 
 if TYPE_CHECKING:
     import torch
@@ -49,9 +54,6 @@ TOP = {"wpn": RADII[-1], "kernel": math.sqrt(2 * 2 * sum(i * i for i in range(-7
 def reblur_from_checkpoint(checkpoint: Mapping[str, Any], source: str = "the checkpoint") -> ReblurModule:
     """The reblurring module held by a checkpoint dict: a jdrl checkpoint's ``reblur`` entry or the authors'
     ``Reblur_state_dict``; a :class:`~jdrl.errors.WeightsError` naming ``source`` when there is none."""
-    from jdrl.checkpoint import is_jdrl_checkpoint
-    from jdrl.reblur.module import ReblurModule
-    from jdrl.weights import load_strict, strip_prefix
 
     if is_jdrl_checkpoint(checkpoint):
         stored = checkpoint.get("reblur")
@@ -96,9 +98,7 @@ def check_method(reblur: ReblurModule, method: str) -> None:
 
 def _second_moment(seed: torch.Tensor, support: str) -> torch.Tensor:
     """``(B, 1, H, W)``: ``E|o|^2`` of the per-pixel isotropic kernel of a raw seed ``(B, r+1, H, W)``."""
-    import torch
 
-    from jdrl.reblur.kernels import ring_table, ring_weights
 
     radius = seed.shape[1] - 1
     matrix, counts, n_corners = (x.to(seed) if isinstance(x, torch.Tensor) else x for x in ring_weights(radius))
@@ -122,9 +122,7 @@ def _second_moment(seed: torch.Tensor, support: str) -> torch.Tensor:
 
 
 def _map_of(reblur: ReblurModule, restored: torch.Tensor, blurry: torch.Tensor, method: str) -> torch.Tensor:
-    import torch
 
-    from jdrl.reblur.kernels import split_seeds
 
     features = torch.cat([restored, blurry], dim=1)
     weights = torch.softmax(reblur.kernel_map_gene(features).float(), dim=1)  # (B, 8, H, W)
@@ -151,7 +149,6 @@ def blur_map(
 
     ``tile``: the side of each tile's core (``None``: :data:`TILE` on the CPU, twice on CUDA); ``margin`` px of
     context around it (at least the 8 px receptive field for the whole-image result)."""
-    import torch
 
     check_method(reblur, method)
     if restored.shape != blurry.shape or restored.dim() != 4 or restored.shape[1] != 3:
@@ -176,7 +173,6 @@ def blur_map(
 
 def blur_map_image(reblur: ReblurModule, restored: np.ndarray, blurry: np.ndarray, method: str = "wpn") -> np.ndarray:
     """:func:`blur_map` of float RGB images ``(H, W, 3)``: the radius ``(H, W)`` float32 in px."""
-    import torch
 
     def tensor(image: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))[None]

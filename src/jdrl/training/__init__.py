@@ -7,6 +7,9 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from jdrl.config import apply_overrides, from_dict, load_config, to_dict, validate
+from jdrl.errors import UntrustedCodeError
+from jdrl.nets.factory import TRUST_HINT, is_code_name
 from jdrl.training.config import TrainConfig
 
 __all__ = ["TrainConfig", "load_train_config", "train"]
@@ -20,7 +23,6 @@ def load_train_config(config: TrainConfig | str | os.PathLike | None, overrides:
     :class:`~jdrl.errors.UntrustedCodeError` unless ``trust_code`` or the overrides name that same network
     (a name the user typed is theirs; a file's is not).
     """
-    from jdrl.config import apply_overrides, from_dict, load_config, to_dict, validate
 
     overrides = list(overrides)
     if isinstance(config, TrainConfig):
@@ -32,9 +34,6 @@ def load_train_config(config: TrainConfig | str | os.PathLike | None, overrides:
 
 
 def _refuse_code_from_file(name: str, config: str | os.PathLike | None, overrides: list[str]) -> None:
-    from jdrl.config import apply_overrides
-    from jdrl.errors import UntrustedCodeError
-    from jdrl.nets.factory import TRUST_HINT, is_code_name
 
     typed = apply_overrides({}, overrides).get("net")
     if is_code_name(name) and not (isinstance(typed, dict) and typed.get("name") == name):

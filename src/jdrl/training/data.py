@@ -6,8 +6,9 @@ from collections.abc import Callable, Iterable
 
 from torch.utils.data import Dataset
 
-from jdrl.data.datasets import EpochSeeded, PairedImageDataset
+from jdrl.data.datasets import EpochSeeded, PairedImageDataset, SyntheticPairs
 from jdrl.data.pairs import MIN_SCORED_SIDE, load_pairs
+from jdrl.data.synthetic import default_sources, folder_sources
 from jdrl.errors import ConfigError
 from jdrl.training.config import DataConfig, DataSource, SyntheticData
 
@@ -36,8 +37,6 @@ class AlignedTargets(EpochSeeded):
 
 
 def _synthetic(config: DataConfig, synthetic: SyntheticData) -> tuple[Dataset, Dataset | None]:
-    from jdrl.data.datasets import SyntheticPairs
-    from jdrl.data.synthetic import default_sources, folder_sources
 
     params = synthetic.generator_params()
     sources = folder_sources(synthetic.sources) if synthetic.sources else default_sources()

@@ -13,8 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from jdrl.config import validate
 from jdrl.data.alignment.measure import MIN_SIDE, MisalignmentConfig, analyse_pair
 from jdrl.data.alignment.verdict import VERDICTS, PairAlignment, Recommendation, recommend
+from jdrl.errors import DatasetError, UsageError
+from jdrl.vocabulary import MASK_MODES
 
 if TYPE_CHECKING:
     import torch
@@ -83,11 +86,8 @@ def misalignment_report(
     """
     from dataclasses import replace
 
-    from jdrl.config import validate
-    from jdrl.errors import DatasetError, UsageError
     from jdrl.flow import build_flow
     from jdrl.images import read_image
-    from jdrl.vocabulary import MASK_MODES
 
     config = config or MisalignmentConfig()
     config = validate(replace(config, flow=flow) if flow else config)
