@@ -7,12 +7,12 @@ their own the same way. A registry may also name entries it imports only when on
 is looked up (``lazy={name: "package.module[:attribute]"}``): listing those names
 imports nothing (the CLI's commands, so that ``jdrl --help`` never imports torch).
 
-Every name-to-implementation choice of the package is a registry: networks (``NETS``),
-flow estimators (``FLOWS``), loss terms (``LOSS_TERMS``), objectives (``OBJECTIVES``),
-calibration masks (``MASKS``), reblurring kernels and implementations (``REBLUR_KERNELS``,
-``REBLUR_IMPLEMENTATIONS``), run loggers (``LOGGERS``) and the CLI's commands (``COMMANDS``).
-A config field that names one is declared with :func:`jdrl.config.named`, so a registered
-name is a valid value by itself.
+Every name-to-implementation choice of the package is a registry (docs/ARCHITECTURE.md):
+networks (``NETS``), flow estimators (``FLOWS``), loss terms (``LOSS_TERMS``), objectives
+(``OBJECTIVES``), calibration masks (``MASKS``), reblurring kernels and implementations
+(``REBLUR_KERNELS``, ``REBLUR_IMPLEMENTATIONS``), run loggers (``LOGGERS``) and the CLI's
+commands (``COMMANDS``). A config field that names one is declared with
+:func:`jdrl.config.named`, so a registered name is a valid value by itself.
 """
 
 from __future__ import annotations
