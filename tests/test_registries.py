@@ -107,6 +107,24 @@ def test_a_registered_mask_is_a_valid_loss_mask_and_is_used(monkeypatch):
         calibration_mask(torch.zeros(1, 2, 4, 4), "left_test", model="affine")
 
 
+def test_a_registered_mask_with_options_takes_loss_mask_options(monkeypatch):
+    def keep_side(flow, lam=0.35, side="left"):
+        mask = torch.zeros_like(flow[:, :1])
+        half = flow.shape[-1] // 2
+        (mask[..., :half] if side == "left" else mask[..., half:]).fill_(1.0)
+        return mask
+
+    _register(monkeypatch, MASKS, "side_test", keep_side)
+    config = from_dict(JDRLConfig, {"mask": "side_test", "mask_options": {"side": "right"}})
+    assert config.conflicts() == []
+    loss = JDRLLoss(config, flow=lambda a, b: torch.zeros_like(a[:, :2]))
+    assert loss._mask(torch.zeros(1, 2, 4, 4))[..., 2:].all()
+    with pytest.raises(ConfigError, match="loss.mask=side_test takes side, not top"):
+        JDRLLoss(JDRLConfig(mask="side_test", mask_options={"top": 1}))
+    with pytest.raises(ConfigError, match=r"mask_options are for a mask with options \(parametric, side_test\)"):
+        JDRLLoss(JDRLConfig(mask="paper", mask_options={"side": "right"}))
+
+
 def test_a_registered_objective_is_a_valid_loss_objective(monkeypatch):
     class L1(Objective):
         def deblur_loss(self, loss, output, blurry, sharp, stage):

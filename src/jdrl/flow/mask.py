@@ -120,6 +120,12 @@ def mask_none(flow: torch.Tensor, lam: float = 0.35) -> torch.Tensor:
     return torch.ones_like(flow[:, :1])
 
 
+def mask_option_names(mode: str) -> list[str]:
+    """The options the rule :data:`MASKS` names ``mode`` takes (its keyword parameters after ``flow, lam``)."""
+    parameters = list(inspect.signature(MASKS.get(mode)).parameters.values())[2:]
+    return [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
 def calibration_mask(flow: torch.Tensor, mode: str = "reference", lam: float = 0.35, **options) -> torch.Tensor:
     """``(B, 2, H, W)`` flow -> ``(B, 1, H, W)`` mask in {0, 1} (no gradient), by the rule :data:`MASKS` names ``mode``.
 

@@ -44,7 +44,7 @@ from torch.autograd.profiler import record_function
 from jdrl.config import Range, named, ranged, validate
 from jdrl.errors import ConfigError
 from jdrl.flow import resolve_flow
-from jdrl.flow.mask import MASKS, calibration_mask
+from jdrl.flow.mask import MASKS, calibration_mask, mask_option_names
 from jdrl.flow.warp import warp
 from jdrl.losses.charbonnier import charbonnier_loss
 from jdrl.losses.objectives import OBJECTIVES, Objective
@@ -87,8 +87,15 @@ class JDRLConfig:
         found = []
         if self.cobi_options and self.objective != "cobi":
             found.append(f"loss.cobi_options are for loss.objective=cobi, not {self.objective}")
-        if self.mask_options and self.mask != "parametric":
-            found.append(f"loss.mask_options are for loss.mask=parametric (the only mask with options), not {self.mask}")
+        if self.mask_options and self.mask in MASKS:
+            takes = mask_option_names(self.mask)
+            with_options = [name for name in MASKS if mask_option_names(name)]
+            if not takes:
+                found.append(f"loss.mask_options are for a mask with options ({', '.join(with_options)}), "
+                             f"not {self.mask}")
+            elif set(self.mask_options) - set(takes):
+                found.append(f"loss.mask_options: loss.mask={self.mask} takes {', '.join(takes)}, not "
+                             f"{', '.join(sorted(map(str, set(self.mask_options) - set(takes))))}")
         if self.flow == "auto" and (self.flow_options or self.flow_weights):
             found.append("loss.flow=auto is DIS on the CPU (no weights, no options) and RAFT-small on CUDA: name the "
                          "estimator that loss.flow_weights / loss.flow_options are for (e.g. loss.flow=raft_small)")
