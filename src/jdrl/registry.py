@@ -85,7 +85,6 @@ class Registry(Generic[T]):
         for point in entry_points(group=self._group):
             if point.name not in self._entries:
                 self._entries[point.name] = _LazyEntryPoint(point)  # type: ignore[assignment]
-                self._info[point.name] = {}
 
     def get(self, name: str) -> T:
         self._load()
@@ -96,7 +95,7 @@ class Registry(Generic[T]):
                 f"unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())}"
             ) from None
         if isinstance(entry, (_LazyEntryPoint, _LazyTarget)):
-            entry = self._entries[name] = entry.resolve(self.kind, name)
+            entry = self._entries[name] = entry.resolve(self.kind)
         return entry
 
     def names(self) -> list[str]:
@@ -125,7 +124,7 @@ class _LazyEntryPoint:
     def __init__(self, point):  # noqa: ANN001 - importlib.metadata.EntryPoint
         self.point = point
 
-    def resolve(self, kind: str, name: str):
+    def resolve(self, kind: str):
         from jdrl.errors import ConfigError
 
         try:
@@ -142,7 +141,7 @@ class _LazyTarget:
     def __init__(self, target: str):
         self.target = target
 
-    def resolve(self, kind: str, name: str):
+    def resolve(self, kind: str):
         module_name, _, attribute = self.target.partition(":")
         module = importlib.import_module(module_name)
         return getattr(module, attribute) if attribute else module
