@@ -6,6 +6,9 @@
 * YAML files may start from another file or preset with ``base: NAME``.
 * ``key.sub=value`` overrides are parsed as YAML scalars (``1e-4``, ``true``,
   ``[1, 2]``, ``null``), never evaluated as code.
+* A field that names an implementation reads its choices from a registry (:func:`named`): a
+  name registered there (by this package or by a user) is a valid value, and an unknown one is
+  refused with the registry's names.
 * Every number has a declared range beside its field (:func:`ranged`); :func:`validate`
   reports every violation of a whole config at once, with the dotted key, the value and
   what is allowed. YAML aliases are refused (a few bytes of nested aliases can expand to
@@ -78,6 +81,29 @@ def ranged(default: Any = dataclasses.MISSING, check: Range = NON_NEGATIVE, **kw
     return dataclasses.field(default=default, metadata=metadata, **kwargs)
 
 
+class Choices:
+    """The names a :func:`named` field allows: a registry's (anything with ``names()`` and ``in``, read each time, so
+    a name registered later is allowed) and a few more that mean "none of them" (``also``)."""
+
+    def __init__(self, registry: Any, also: Iterable[str] = ()):
+        self.registry, self.also = registry, tuple(also)
+
+    def names(self) -> list[str]:
+        return [*self.registry.names(), *self.also]
+
+    def problem(self, value: Any) -> str | None:
+        if isinstance(value, str) and (value in self.also or value in self.registry):
+            return None
+        return f"is not one of {', '.join(map(repr, self.names()))}"
+
+
+def named(default: Any, registry: Any, also: Iterable[str] = (), **kwargs: Any) -> Any:
+    """A dataclass string field whose value must be a name in ``registry`` (a :class:`jdrl.registry.Registry`) or one
+    of ``also`` (e.g. ``"none"``); checked when a config is built (:func:`from_dict`) and by :func:`validate`."""
+    metadata = {**kwargs.pop("metadata", {}), "choices": Choices(registry, also)}
+    return dataclasses.field(default=default, metadata=metadata, **kwargs)
+
+
 def violations(config: Any, where: str = "") -> list[str]:
     """Every declared-range violation of a config tree, as ``"key: value must be ..."``."""
     found = []
@@ -85,6 +111,12 @@ def violations(config: Any, where: str = "") -> list[str]:
         value, key = getattr(config, f.name), where + f.name
         if dataclasses.is_dataclass(value):
             found += violations(value, key + ".")
+            continue
+        choices = f.metadata.get("choices")
+        if choices is not None:
+            problem = choices.problem(value)
+            if problem:
+                found.append(f"{key}: {value!r} {problem}")
             continue
         check = f.metadata.get("range")
         if check is None or value is None:
@@ -124,6 +156,11 @@ def from_dict(cls: type[C], data: Mapping[str, Any] | None, where: str = "") -> 
     if unknown:
         raise ConfigError(f"unknown key(s) {', '.join(where + k for k in unknown)}; valid: {', '.join(sorted(fields))}")
     values = {name: _coerce(hints[name], value, where + name) for name, value in data.items()}
+    for name, value in values.items():
+        choices = fields[name].metadata.get("choices")
+        problem = choices.problem(value) if choices is not None else None
+        if problem:
+            raise ConfigError(f"{where}{name}: {value!r} {problem}")
     return cls(**values)
 
 

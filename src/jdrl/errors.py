@@ -41,8 +41,9 @@ class UntrustedCodeError(JDRLError, ValueError):
     and the user did not pass the explicit trust flag; nothing was imported or called."""
 
 
-class UnknownNameError(JDRLError, KeyError):
-    """A registry lookup failed; the message lists the valid names."""
+class UnknownNameError(JDRLError, KeyError, ValueError):
+    """A registry lookup failed; the message lists the valid names. A ``KeyError`` (a name not in a mapping)
+    and a ``ValueError`` (a value outside its choices, as a bad mask mode or reblurring kernel always was)."""
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0])

@@ -1,19 +1,22 @@
 """The ``jdrl`` command: one sub-command per module of this package.
 
 Each sub-command module defines ``HELP`` (one line), ``add_arguments(parser)``
-and ``run(args) -> int``. Heavy imports happen inside ``run`` so that
+and ``run(args) -> int``; the registry :data:`COMMANDS` names them (the module is
+imported when the parser is built). Heavy imports happen inside ``run`` so that
 ``jdrl --help`` answers at once.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 from collections.abc import Sequence
 
-COMMANDS = {
+from jdrl.registry import Registry
+
+#: the sub-commands by name, in the order ``jdrl --help`` lists them: each entry is its module (imported on lookup)
+COMMANDS: Registry = Registry("command", sort=False, lazy={
     "demo": "jdrl.cli.demo",
     "synth": "jdrl.cli.synth",
     "prepare": "jdrl.cli.prepare",
@@ -26,7 +29,7 @@ COMMANDS = {
     "nets": "jdrl.cli.nets",
     "flows": "jdrl.cli.flows",
     "presets": "jdrl.cli.presets",
-}
+})
 
 
 class _Parser(argparse.ArgumentParser):
@@ -55,8 +58,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"jdrl {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the Python traceback of any error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module_name in COMMANDS.items():
-        module = importlib.import_module(module_name)
+    for name in COMMANDS:
+        module = COMMANDS.get(name)
         command = sub.add_parser(name, help=module.HELP, description=module.HELP)
         command.words = parser.words
         module.add_arguments(command)

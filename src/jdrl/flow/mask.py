@@ -1,6 +1,7 @@
 """Calibration masks: which pixels' flow to trust (paper Eq. (4); the released rule: docs/REPRODUCE.md).
 
-Three rules, chosen by ``mode``:
+The rules, chosen by ``mode`` from the registry :data:`MASKS` (``@MASKS.register("name")`` on a
+function ``rule(flow, lam, **options) -> mask`` adds one; ``loss.mask`` may then name it):
 
 ``reference``   the released code: the flow's Middlebury colour picture turned to
                 8-bit grey; keep ``(1-lam) mean <= grey <= (1+lam) mean`` (per sample).
@@ -15,13 +16,21 @@ Three rules, chosen by ``mode``:
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 
+from jdrl.errors import ConfigError
 from jdrl.flow.viz import flow_to_color, rgb_to_gray_u8
 from jdrl.flow.warp import pixel_grid
-from jdrl.vocabulary import MASK_MODES
+from jdrl.registry import Registry
+from jdrl.vocabulary import MASK_MODES as MASK_MODES  # the built-in rules' names, torch-free (for the CLI)
+
+#: calibration-mask rules by name: ``rule(flow (B, 2, H, W), lam, **options) -> (B, 1, H, W)`` in {0, 1}
+MASKS: Registry = Registry("calibration mask", sort=False)
 
 
+@MASKS.register("reference")
 def mask_reference(flow: torch.Tensor, lam: float = 0.35) -> torch.Tensor:
     grey = rgb_to_gray_u8(flow_to_color(flow)).double()
     mean = grey.mean(dim=(1, 2, 3), keepdim=True)
@@ -29,6 +38,7 @@ def mask_reference(flow: torch.Tensor, lam: float = 0.35) -> torch.Tensor:
     return keep.to(flow.dtype)
 
 
+@MASKS.register("paper")
 def mask_paper(flow: torch.Tensor, lam: float = 0.35) -> torch.Tensor:
     magnitude = flow.norm(dim=1, keepdim=True)
     mean = magnitude.mean(dim=(1, 2, 3), keepdim=True)
@@ -90,6 +100,7 @@ def fit_global_motion(flow: torch.Tensor, weights: torch.Tensor | None = None, m
     return global_flow(fit_global_params(flow, weights, model), flow, model)
 
 
+@MASKS.register("parametric")
 def mask_parametric(
     flow: torch.Tensor, lam: float = 0.35, tolerance: float = 1.0, model: str = "similarity", iterations: int = 2
 ) -> torch.Tensor:
@@ -103,15 +114,30 @@ def mask_parametric(
     return keep.to(flow.dtype)
 
 
+@MASKS.register("none")
+def mask_none(flow: torch.Tensor, lam: float = 0.35) -> torch.Tensor:
+    """Keep every pixel (the "w/o calibration mask" ablation)."""
+    return torch.ones_like(flow[:, :1])
+
+
+def mask_option_names(mode: str) -> list[str]:
+    """The options the rule :data:`MASKS` names ``mode`` takes (its keyword parameters after ``flow, lam``)."""
+    parameters = list(inspect.signature(MASKS.get(mode)).parameters.values())[2:]
+    return [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
 def calibration_mask(flow: torch.Tensor, mode: str = "reference", lam: float = 0.35, **options) -> torch.Tensor:
-    """``(B, 2, H, W)`` flow -> ``(B, 1, H, W)`` mask in {0, 1} (no gradient)."""
+    """``(B, 2, H, W)`` flow -> ``(B, 1, H, W)`` mask in {0, 1} (no gradient), by the rule :data:`MASKS` names ``mode``.
+
+    ``options`` go to the rule (``parametric``: ``tolerance``, ``model``, ``iterations``); an unknown mode is an
+    :class:`~jdrl.errors.UnknownNameError` (a ``ValueError``) listing the rules, an option the rule does not take a
+    :class:`~jdrl.errors.ConfigError`.
+    """
+    rule = MASKS.get(mode)
+    if options:
+        try:
+            inspect.signature(rule).bind(flow, lam, **options)
+        except TypeError as error:
+            raise ConfigError(f"calibration mask {mode!r}: {error} (options given: {', '.join(options)})") from None
     with torch.no_grad():
-        if mode == "reference":
-            return mask_reference(flow, lam)
-        if mode == "paper":
-            return mask_paper(flow, lam)
-        if mode == "parametric":
-            return mask_parametric(flow, lam, **options)
-        if mode == "none":
-            return torch.ones_like(flow[:, :1])
-    raise ValueError(f"calibration mask mode must be one of {', '.join(MASK_MODES)}, not {mode!r}")
+        return rule(flow, lam, **options)

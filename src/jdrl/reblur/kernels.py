@@ -32,8 +32,12 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
+from jdrl.registry import Registry
+
 SUPPORTS = ("square", "disk")
-IMPLEMENTATIONS = ("ring", "direct", "compiled")  # compiled: torch.compile of ring (fused kernels on CUDA)
+#: the implementations of the isotropic reblur by name (``loss.reblur_impl``): a factory ``() -> function(image,
+#: seeds, weights, support)``; ring, direct and compiled (torch.compile of ring: fused kernels on CUDA) agree
+REBLUR_IMPLEMENTATIONS: Registry = Registry("reblur implementation", sort=False)
 RING_SUMS = ("auto", "shift", "conv")
 SEED_LENGTHS = (2, 3, 4, 5, 6, 7, 8)  # kernel sizes 3x3 ... 15x15, 35 numbers per pixel
 
@@ -304,16 +308,22 @@ def isotropic_reblur(
 
 
 def reblur_function(impl: str):
-    """The function of one implementation: ``ring``, ``direct`` or ``compiled`` (all give the same numbers)."""
-    if impl == "ring":
-        return ring_reblur
-    if impl == "direct":
-        return direct_reblur
-    if impl == "compiled":
-        return _compiled_ring_reblur()
-    raise ValueError(f"impl must be one of {IMPLEMENTATIONS}, not {impl!r}")
+    """The function of one implementation of :data:`REBLUR_IMPLEMENTATIONS`: ``ring``, ``direct`` or ``compiled``
+    (all give the same numbers); an unknown name is an :class:`~jdrl.errors.UnknownNameError` listing them."""
+    return REBLUR_IMPLEMENTATIONS.get(impl)()
 
 
+@REBLUR_IMPLEMENTATIONS.register("ring")
+def _ring_reblur():
+    return ring_reblur
+
+
+@REBLUR_IMPLEMENTATIONS.register("direct")
+def _direct_reblur():
+    return direct_reblur
+
+
+@REBLUR_IMPLEMENTATIONS.register("compiled")
 @lru_cache(maxsize=None)
 def _compiled_ring_reblur():
     """``torch.compile`` of :func:`ring_reblur`, made once per process (compiling is the expensive part).

@@ -4,7 +4,7 @@ Parameter names follow the released ``Reblur_Model`` (``kpn.*`` for the kernel
 branch, ``kernel_map_gene.*`` for the weight branch) so the authors' weights
 load with a plain strict ``load_state_dict``.
 
-Variants (``kernel=``):
+Variants (``kernel=``, the registry :data:`REBLUR_KERNELS`; ``loss.reblur`` names one, or ``none``):
 
 ``isotropic``  the paper: 7 isotropic kernels 3x3 ... 15x15 + identity, blended by WPN
 ``free``       ablation #5: 7 free (non-isotropic) softmax kernels, blended by WPN
@@ -22,7 +22,7 @@ from torch import nn
 from torch.autograd.profiler import record_function
 
 from jdrl.reblur.kernels import (
-    IMPLEMENTATIONS,
+    REBLUR_IMPLEMENTATIONS,
     SEED_LENGTHS,
     SUPPORTS,
     apply_kernels,
@@ -30,11 +30,15 @@ from jdrl.reblur.kernels import (
     reblur_function,
     split_seeds,
 )
+from jdrl.registry import Registry
 from jdrl.weights import load_strict, strip_prefix
 
-KERNEL_VARIANTS = ("isotropic", "free", "single", "single_free")
-
 KERNEL_SIZES = tuple(2 * n - 1 for n in SEED_LENGTHS)  # 3, 5, ..., 15
+
+#: the kernel variants of R by name: ``reblur(module, restored, kpn, weights) -> reblurred``, registered with
+#: ``channels`` (the KPN's output channels) and ``blend`` (whether a WPN blends the kernel sizes and the identity;
+#: ``weights`` is then its softmax, else ``None``)
+REBLUR_KERNELS: Registry = Registry("reblur kernel", sort=False)
 
 
 class ResidualBlock(nn.Module):
@@ -81,15 +85,14 @@ class ReblurModule(nn.Module):
     def __init__(self, kernel: str = "isotropic", support: str = "square", impl: str = "ring", features: int = 64,
                  amp: bool = False):
         super().__init__()
-        for value, allowed, what in ((kernel, KERNEL_VARIANTS, "kernel"), (support, SUPPORTS, "support"),
-                                     (impl, IMPLEMENTATIONS, "impl")):
-            if value not in allowed:
-                raise ValueError(f"reblur {what} must be one of {allowed}, not {value!r}")
+        if support not in SUPPORTS:
+            raise ValueError(f"reblur support must be one of {SUPPORTS}, not {support!r}")
+        REBLUR_IMPLEMENTATIONS.get(impl)  # an unknown one fails here, not at the first forward
+        self._variant = REBLUR_KERNELS.get(kernel)
+        variant = REBLUR_KERNELS.info(kernel)
         self.kernel, self.support, self.impl, self.amp = kernel, support, impl, amp
-        kpn_channels = {"isotropic": sum(SEED_LENGTHS), "free": sum(k * k for k in KERNEL_SIZES),
-                        "single": SEED_LENGTHS[-1], "single_free": KERNEL_SIZES[-1] ** 2}
-        self.kpn = Branch(kpn_channels[kernel], features)
-        if kernel not in ("single", "single_free"):
+        self.kpn = Branch(variant["channels"], features)
+        if variant["blend"]:
             self.kernel_map_gene = Branch(len(SEED_LENGTHS) + 1, features)
         self.reset_parameters()
 
@@ -115,16 +118,8 @@ class ReblurModule(nn.Module):
         return torch.autocast(device_type=image.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def _reblur(self, restored: torch.Tensor, kpn: torch.Tensor, logits: torch.Tensor | None) -> torch.Tensor:
-        if self.kernel == "single_free":
-            return apply_kernels(restored, free_kernels(kpn.abs()))
-        if self.kernel == "single":
-            weights = torch.zeros_like(kpn[:, :2])
-            weights[:, 1] = 1.0
-            return self._isotropic(restored, [kpn], weights)
-        weights = torch.softmax(logits, dim=1)
-        if self.kernel == "isotropic":
-            return self._isotropic(restored, split_seeds(kpn), weights)
-        return self._free(restored, kpn, weights)
+        weights = None if logits is None else torch.softmax(logits, dim=1)
+        return self._variant(self, restored, kpn, weights)
 
     def _isotropic(self, image: torch.Tensor, seeds: list[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
         return reblur_function(self.impl)(image, seeds, weights, self.support)
@@ -142,3 +137,32 @@ class ReblurModule(nn.Module):
             raise ValueError("released reblurring weights exist for the isotropic kernel variant only")
         load_strict(self, strip_prefix(state_dict), "released Reblur_state_dict")
         return self
+
+
+@REBLUR_KERNELS.register("isotropic", channels=sum(SEED_LENGTHS), blend=True)
+def _isotropic_kernels(module: ReblurModule, restored: torch.Tensor, kpn: torch.Tensor,
+                       weights: torch.Tensor) -> torch.Tensor:
+    """The paper: 7 isotropic kernels 3x3 ... 15x15 + identity, blended by WPN."""
+    return module._isotropic(restored, split_seeds(kpn), weights)
+
+
+@REBLUR_KERNELS.register("free", channels=sum(k * k for k in KERNEL_SIZES), blend=True)
+def _free_kernels(module: ReblurModule, restored: torch.Tensor, kpn: torch.Tensor,
+                  weights: torch.Tensor) -> torch.Tensor:
+    """Ablation #5: 7 free (non-isotropic) softmax kernels, blended by WPN."""
+    return module._free(restored, kpn, weights)
+
+
+@REBLUR_KERNELS.register("single", channels=SEED_LENGTHS[-1], blend=False)
+def _single_kernel(module: ReblurModule, restored: torch.Tensor, kpn: torch.Tensor, weights: None) -> torch.Tensor:
+    """Ablation #6: one 15x15 isotropic kernel, no WPN."""
+    only = torch.zeros_like(kpn[:, :2])
+    only[:, 1] = 1.0
+    return module._isotropic(restored, [kpn], only)
+
+
+@REBLUR_KERNELS.register("single_free", channels=KERNEL_SIZES[-1] ** 2, blend=False)
+def _single_free_kernel(module: ReblurModule, restored: torch.Tensor, kpn: torch.Tensor,
+                        weights: None) -> torch.Tensor:
+    """Ablation #6 as the released one-branch model: one free 15x15 kernel, ``softmax(|logits|)``, no WPN."""
+    return apply_kernels(restored, free_kernels(kpn.abs()))

@@ -115,7 +115,8 @@ class RunConfig:
     # the average's decay ramps up as min(ema_decay, (1 + n) / (10 + n)) after n updates (TensorFlow's
     # num_updates rule), so a short run's average is not dominated by the initial weights; false: ema_decay always
     ema_warmup: bool = True
-    # experiment loggers (all get the same scalars and validation images): tensorboard, wandb, mlflow
+    # experiment loggers (all get the same scalars and validation images), by name in the registry
+    # jdrl.training.runlog.LOGGERS: tensorboard, wandb, mlflow (checked by conflicts(), which lists its names)
     loggers: list[str] = field(default_factory=lambda: ["tensorboard"])
 
 
@@ -147,7 +148,7 @@ class TrainConfig:
                          "network is frozen; set one of them to 0 (the finetune preset sets warmup: 0)")
         from jdrl.training.runlog import LOGGERS
 
-        found += [f"run.loggers: unknown logger {name!r}; choose from: {', '.join(LOGGERS)}"
+        found += [f"run.loggers: unknown logger {name!r}; choose from: {', '.join(LOGGERS.names())}"
                   for name in self.run.loggers if name not in LOGGERS]
         if len(set(self.run.loggers)) != len(self.run.loggers):
             found.append(f"run.loggers: {self.run.loggers} names a logger twice")

@@ -1,6 +1,6 @@
 """The run folder's logs: resolved config, versions, ``log.csv``, ``val.csv``, ``train.log``, experiment loggers.
 
-Experiment loggers (``run.loggers``; :data:`LOGGERS`: ``tensorboard`` by default, ``wandb``, ``mlflow``)
+Experiment loggers (``run.loggers``; the registry :data:`LOGGERS`: ``tensorboard`` by default, ``wandb``, ``mlflow``)
 all receive the same scalars (``loss/<part>``, ``lr``, ``skipped_steps``, ``val/<metric>``) and the same
 validation images (``val/samples``) through one small interface, :class:`Logger`. Written by the main rank only. The loggers receive plain values (step, epoch, learning
 rate, loss parts): nothing here knows the trainer. ``log.csv``'s loss columns are the
@@ -25,6 +25,7 @@ import torch
 from jdrl.config import dump_yaml, to_dict
 from jdrl.errors import ConfigError, MissingDependencyError
 from jdrl.files import WRITE_ERRORS
+from jdrl.registry import Registry
 from jdrl.training.config import TrainConfig
 
 
@@ -73,16 +74,13 @@ class Logger:
     def close(self) -> None: ...
 
 
-LOGGERS: dict[str, type[Logger]] = {}
+#: experiment loggers by name (``run.loggers``), in the order of registration: ``cls(run_dir, config, resumed)``
+LOGGERS: Registry = Registry("logger", sort=False)
 
 
 def register_logger(name: str):
-    """Class decorator: ``run.loggers`` may name ``name``."""
-    def decorator(cls: type[Logger]) -> type[Logger]:
-        LOGGERS[name] = cls
-        return cls
-
-    return decorator
+    """Class decorator: ``run.loggers`` may name ``name`` (``@LOGGERS.register(name)``)."""
+    return LOGGERS.register(name)
 
 
 def check_loggers(names: Iterable[str]) -> list[type[Logger]]:
@@ -90,8 +88,8 @@ def check_loggers(names: Iterable[str]) -> list[type[Logger]]:
     chosen: list[type[Logger]] = []
     for name in dict.fromkeys(names):
         if name not in LOGGERS:
-            raise ConfigError(f"run.loggers: unknown logger {name!r}; choose from: {', '.join(LOGGERS)}")
-        cls = LOGGERS[name]
+            raise ConfigError(f"run.loggers: unknown logger {name!r}; choose from: {', '.join(LOGGERS.names())}")
+        cls = LOGGERS.get(name)
         if cls.requires:
             try:
                 importlib.import_module(cls.requires)

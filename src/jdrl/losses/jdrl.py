@@ -15,9 +15,13 @@ Use it with any network::
     restored = net(blurry)
     loss, parts = loss_fn(restored, blurry, sharp, stage="full")   # "warmup" first
 
-Every ablation of the paper (paper, Experiments; Table 4 for the ablations) is a switch of :class:`JDRLConfig`. Extra terms
+Every ablation of the paper (paper, Experiments; Table 4 for the ablations) is a switch of :class:`JDRLConfig`;
+the switches that choose an implementation read it by name from a registry (``objective``:
+:data:`~jdrl.losses.objectives.OBJECTIVES`, ``mask``: :data:`jdrl.flow.mask.MASKS`, ``reblur``:
+:data:`jdrl.reblur.REBLUR_KERNELS`, ``reblur_impl``: :data:`jdrl.reblur.REBLUR_IMPLEMENTATIONS`, ``flow``:
+:data:`jdrl.flow.FLOWS`), so a registered name is a valid value. Extra terms
 (e.g. a network's auxiliary losses) are added by name: register a factory in
-:data:`LOSS_TERMS` and list it in ``JDRLConfig.terms`` (``-o loss.terms={name: weight}``),
+:data:`~jdrl.losses.terms.LOSS_TERMS` and list it in ``JDRLConfig.terms`` (``-o loss.terms={name: weight}``),
 or call :meth:`JDRLLoss.add_term` in Python. Each term is logged under its name.
 
 A term whose ``needs_outputs`` attribute is true also sees the network's auxiliary outputs
@@ -29,7 +33,7 @@ this loss (so it can reuse :meth:`JDRLLoss.deblur_loss`), and ``forward`` then n
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -37,39 +41,27 @@ import torch
 from torch import nn
 from torch.autograd.profiler import record_function
 
-from jdrl.config import Range, ranged, validate
+from jdrl.config import Range, named, ranged, validate
 from jdrl.errors import ConfigError
 from jdrl.flow import resolve_flow
-from jdrl.flow.mask import calibration_mask
+from jdrl.flow.mask import MASKS, calibration_mask, mask_option_names
 from jdrl.flow.warp import warp
-from jdrl.reblur import ReblurModule
-from jdrl.registry import Registry
+from jdrl.losses.charbonnier import charbonnier_loss
+from jdrl.losses.objectives import OBJECTIVES, Objective
+from jdrl.losses.terms import LOSS_TERMS, TermFn, needs_outputs
+from jdrl.reblur import REBLUR_IMPLEMENTATIONS, REBLUR_KERNELS, ReblurModule
 
 STAGES = ("warmup", "full")
 # The parts the objective itself reports (each a column of log.csv), in log order.
 CORE_PARTS = ("deblur", "reblur", "deblur_fwd", "deblur_bwd", "mask_fwd", "mask_bwd")
-# Extra loss terms by name: ``factory(**options) -> term(restored, blurry, sharp) -> scalar tensor``; a term
-# with a true ``needs_outputs`` attribute is called with the keywords ``outputs``, ``stage`` and ``objective`` too.
-LOSS_TERMS: Registry = Registry("loss term")
-TermFn = Callable[..., torch.Tensor]
-
-
-def needs_outputs(term: object) -> bool:
-    """Whether a loss term asks for the network's auxiliary outputs (its ``needs_outputs`` attribute)."""
-    return bool(getattr(term, "needs_outputs", False))
-
-
-def charbonnier(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
-    """``mean(sqrt((x - y)^2 + eps^2))``: a smooth L1 (Charbonnier et al. 1994)."""
-    diff = x - y
-    return torch.sqrt(diff * diff + eps * eps).mean()
+NO_REBLUR = "none"  # loss.reblur: no reblurring term (ablation #4)
 
 
 @dataclass
 class JDRLConfig:
     """Everything that defines the objective. Defaults are the paper's."""
 
-    objective: Literal["jdrl", "pixel", "cobi"] = "jdrl"  # pixel: Charbonnier to the raw GT (ablation #1); cobi: CoBi
+    objective: str = named("jdrl", OBJECTIVES)  # pixel: Charbonnier to the raw GT (ablation #1); cobi: CoBi
     cobi_options: dict = field(default_factory=dict)  # jdrl.cobi.CoBiLoss options (patch_size, vgg_weights, ...)
     alpha: float = ranged(0.5, Range(ge=0, le=1000))  # weight of the reblurring loss
     eps: float = ranged(1e-3, Range(gt=0, le=1))  # Charbonnier epsilon (images are in [0, 1])
@@ -77,13 +69,13 @@ class JDRLConfig:
     flow_weights: str | None = None
     flow_options: dict = field(default_factory=dict)
     deform: Literal["cycle", "forward", "none"] = "cycle"  # none = ablation #2 (no flow deformation)
-    mask: Literal["reference", "paper", "parametric", "none"] = "reference"  # none = ablation #3
+    mask: str = named("reference", MASKS)  # none = ablation #3
     lam: float = ranged(0.35, Range(ge=0, le=1))  # calibration mask tolerance
     mask_options: dict = field(default_factory=dict)
     # none/free/single = ablations #4/#5/#6; single_free = #6 as the released one-branch model (one free kernel)
-    reblur: Literal["isotropic", "free", "single", "single_free", "none"] = "isotropic"
+    reblur: str = named("isotropic", REBLUR_KERNELS, also=(NO_REBLUR,))
     reblur_support: Literal["square", "disk"] = "square"
-    reblur_impl: Literal["ring", "direct", "compiled"] = "ring"  # compiled: torch.compile of ring (fused on CUDA)
+    reblur_impl: str = named("ring", REBLUR_IMPLEMENTATIONS)  # compiled: torch.compile of ring (fused on CUDA)
     reblur_amp: bool = False  # bf16 autocast for R's two small networks on CUDA (the sums stay float32)
     reblur_features: int = ranged(64, Range(ge=1, le=1024))
     warp_padding: Literal["border", "zeros", "reflection"] = "border"
@@ -95,8 +87,15 @@ class JDRLConfig:
         found = []
         if self.cobi_options and self.objective != "cobi":
             found.append(f"loss.cobi_options are for loss.objective=cobi, not {self.objective}")
-        if self.mask_options and self.mask != "parametric":
-            found.append(f"loss.mask_options are for loss.mask=parametric (the only mask with options), not {self.mask}")
+        if self.mask_options and self.mask in MASKS:
+            takes = mask_option_names(self.mask)
+            with_options = [name for name in MASKS if mask_option_names(name)]
+            if not takes:
+                found.append(f"loss.mask_options are for a mask with options ({', '.join(with_options)}), "
+                             f"not {self.mask}")
+            elif set(self.mask_options) - set(takes):
+                found.append(f"loss.mask_options: loss.mask={self.mask} takes {', '.join(takes)}, not "
+                             f"{', '.join(sorted(map(str, set(self.mask_options) - set(takes))))}")
         if self.flow == "auto" and (self.flow_options or self.flow_weights):
             found.append("loss.flow=auto is DIS on the CPU (no weights, no options) and RAFT-small on CUDA: name the "
                          "estimator that loss.flow_weights / loss.flow_options are for (e.g. loss.flow=raft_small)")
@@ -122,7 +121,9 @@ class JDRLLoss(nn.Module):
         super().__init__()
         self.config = config = validate(config or JDRLConfig())
         self.notes: list[str] = []  # what a user should know (e.g. the GPU flow fell back to DIS)
-        needs_flow = config.objective == "jdrl" and config.deform != "none"
+        # the deblurring criterion, by name; its ``deforms`` / ``reblurs`` say which of the parts below it uses
+        self.criterion: Objective = OBJECTIVES.get(config.objective)(config)
+        needs_flow = self.criterion.deforms and config.deform != "none"
         # kept outside the module tree: frozen, never in state_dict or parameters()
         self._flow = None
         if needs_flow:
@@ -130,18 +131,13 @@ class JDRLLoss(nn.Module):
             if flow is None:
                 self._flow, note = resolve_flow(config.flow, config.flow_weights, device, **config.flow_options)
                 self.notes += [note] if note else []
-        uses_reblur = config.objective == "jdrl" and config.reblur != "none"
+        uses_reblur = self.criterion.reblurs and config.reblur != NO_REBLUR
         self.reblur = (
             ReblurModule(config.reblur, config.reblur_support, config.reblur_impl, config.reblur_features,
                          amp=config.reblur_amp)
             if uses_reblur
             else None
         )
-        self.cobi = None
-        if config.objective == "cobi":  # the paper's comparison objective (CoBi, Zhang et al. 2019); no flow, no R
-            from jdrl.cobi import CoBiLoss
-
-            self.cobi = CoBiLoss(**config.cobi_options)
         self._terms: dict[str, tuple[float, TermFn]] = {}
         self._warmup_cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # within one forward
         for name, setting in config.terms.items():
@@ -178,8 +174,13 @@ class JDRLLoss(nn.Module):
     def flow(self):
         return self._flow
 
+    @property
+    def cobi(self) -> nn.Module | None:
+        """The CoBi loss of ``loss.objective=cobi`` (:class:`jdrl.cobi.CoBiLoss`), else ``None``."""
+        return getattr(self.criterion, "cobi", None)
+
     def _char(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return charbonnier(x, y, self.config.eps)
+        return charbonnier_loss(x, y, self.config.eps)
 
     def _warp(self, image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
         return warp(image, flow, self.config.warp_padding, self.config.warp)
@@ -205,11 +206,7 @@ class JDRLLoss(nn.Module):
                 outputs = {name: value.float() if value.is_floating_point() else value
                            for name, value in outputs.items()}
             try:
-                if self.config.objective in ("pixel", "cobi") or stage == "warmup":
-                    total = self.deblur_loss(restored, blurry, sharp, stage)
-                    parts = {"total": total.detach(), "deblur": total.detach()}
-                else:
-                    total, parts = self._full(restored, blurry, sharp)
+                total, parts = self.criterion.total(self, restored, blurry, sharp, stage)
                 return self._add_terms(total, parts, restored, blurry, sharp, stage, outputs)
             finally:
                 self._warmup_cache = None
@@ -223,11 +220,7 @@ class JDRLLoss(nn.Module):
         ``pixel``: Charbonnier to the raw GT; ``cobi``: CoBi to the raw GT. Used for the restored
         image and, by ``stage_deblur``, for each auxiliary image.
         """
-        if self.config.objective in ("pixel", "cobi"):
-            return self._char(output, sharp) if self.cobi is None else self.cobi(output, sharp)
-        if stage == "warmup":
-            return self._char(output, self._warmup_target(blurry, sharp))
-        return self._deblur_term(output, sharp, {})
+        return self.criterion.deblur_loss(self, output, blurry, sharp, stage)
 
     def _add_terms(self, total, parts, restored, blurry, sharp, stage, outputs):
         for name, (weight, term) in self._terms.items():
@@ -302,51 +295,3 @@ class JDRLLoss(nn.Module):
     def reblurred(self, restored: torch.Tensor, blurry: torch.Tensor) -> torch.Tensor | None:
         """The reblurred output (for pictures), or ``None`` without a reblurring module."""
         return None if self.reblur is None else self.reblur(restored, blurry)
-
-
-@LOSS_TERMS.register("stage_deblur")
-class StageDeblur:
-    """``sum over the auxiliary images of JDRLLoss.deblur_loss(image, blurry, sharp, stage)``.
-
-    The objective's own deblurring term (misalignment-tolerant in ``jdrl`` mode: each image gets
-    its own flow and calibration mask; Charbonnier to the raw GT in ``pixel`` mode) applied to
-    every auxiliary image of the network (an auxiliary output with the restored image's shape,
-    :mod:`jdrl.nets`), e.g. MPRNet's stages 2 and 1: MPRNet's multi-stage supervision under JDRL.
-    ``-o "loss.terms={stage_deblur: 0.5}"``; ``{stage_deblur: {weight: 0.5, outputs: [stage2]}}``
-    supervises only the named ones. The reblurring term stays on the restored image only.
-    """
-
-    needs_outputs = True
-
-    def __init__(self, outputs: Sequence[str] | None = None):
-        if isinstance(outputs, str):
-            outputs = [outputs]
-        if outputs is not None and (not outputs or not all(isinstance(name, str) for name in outputs)):
-            raise ConfigError(f"loss.terms.stage_deblur.outputs must be a non-empty list of output names, "
-                              f"got {outputs!r}")
-        self.outputs = None if outputs is None else list(outputs)
-
-    def images(self, restored: torch.Tensor, outputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The auxiliary outputs this term supervises (by name), checked to be images of the restored scene."""
-        shapes = ", ".join(f"{name} {tuple(value.shape)}" for name, value in outputs.items()) or "none"
-        if self.outputs is not None:
-            unknown = [name for name in self.outputs if name not in outputs]
-            if unknown:
-                raise ConfigError(f"loss term 'stage_deblur': the network has no auxiliary output {unknown} "
-                                  f"(it has: {shapes})")
-            chosen = {name: outputs[name] for name in self.outputs}
-        else:
-            chosen = {name: value for name, value in outputs.items() if value.shape == restored.shape}
-        wrong = [name for name, value in chosen.items() if value.shape != restored.shape]
-        if not chosen or wrong:
-            raise ConfigError(
-                f"loss term 'stage_deblur' supervises auxiliary images of the restored scene (shape "
-                f"{tuple(restored.shape)}, like the restored image); the network's auxiliary outputs are: "
-                f"{shapes}")
-        return chosen
-
-    def __call__(self, restored: torch.Tensor, blurry: torch.Tensor, sharp: torch.Tensor, *,
-                 outputs: Mapping[str, torch.Tensor], stage: str, objective: JDRLLoss) -> torch.Tensor:
-        images = self.images(restored, outputs)
-        return sum((objective.deblur_loss(image, blurry, sharp, stage) for image in images.values()),
-                   start=restored.new_zeros(()))
