@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,7 +100,7 @@ def crop_released(image: torch.Tensor, border: str) -> torch.Tensor:
 # ----------------------------------------------------------------------------- 8-bit reading
 
 
-def read_eight_bit(item: dict) -> dict:
+def read_eight_bit(item: Mapping[str, Any]) -> dict[str, Any]:
     """One dataset item as the released evaluation read it: OpenCV's 8-bit ``imread`` (a 16-bit PNG's top byte).
 
     ``v8 = floor(v16 / 256)``; 8-bit sources come back unchanged (``floor(v * 257 / 256) = v``).
@@ -245,7 +246,7 @@ class Protocol:
         """How the images are read, in words (for summaries)."""
         return READINGS[self.eight_bit]
 
-    def read(self, item: dict) -> dict:
+    def read(self, item: Mapping[str, Any]) -> Mapping[str, Any]:
         """A dataset item as this protocol reads it."""
         return read_eight_bit(item) if self.eight_bit else item
 
