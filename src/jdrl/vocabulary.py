@@ -1,7 +1,7 @@
 """The named choices of the method, in one torch-free place.
 
 The modules that implement them (``jdrl.flow.mask``, ``jdrl.flow.warp``,
-``jdrl.evaluation.protocol``, ``jdrl.data.augment``) import them from here, and so does
+``jdrl.evaluation.protocol_record``, ``jdrl.data.augment``) import them from here, and so does
 the CLI, which lists them in ``--help`` without importing torch.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 MASK_MODES = ("reference", "paper", "parametric", "none")
 #: backward-warp conventions (jdrl.flow.warp): exact pixel centres, or the authors' flow_resample
 WARP_CONVENTIONS = ("exact", "released")
-#: border handling in evaluation (jdrl.evaluation.protocol): reflect-pad and crop back, or the released crops
+#: border handling in evaluation (jdrl.evaluation.protocol_record): reflect-pad and crop back, or the released crops
 BORDER_MODES = ("reflect", "released", "released-unet", "released-mprnet")
 #: where random training crops start (jdrl.data.augment)
 CROP_SAMPLINGS = ("uniform", "released")

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jdrl.cli.arguments import add_trust_code, apply_max_pixels, count, int_in
 from jdrl.files import real_path
 from jdrl.vocabulary import BORDER_MODES, MASK_MODES, PROTOCOLS, WARP_CONVENTIONS
+
+if TYPE_CHECKING:  # annotations only: `jdrl --help` imports no torch
+    from jdrl.evaluation.protocol_record import Protocol
 
 HELP = "score a checkpoint or the blurry input: metrics vs GT, deformed GT (and truth on synthetic data)"
 
@@ -111,21 +115,30 @@ def load_dataset(args: argparse.Namespace) -> tuple[object, dict]:
     return PairedImageDataset(pairs, crop=None), description
 
 
-def resolve_protocol(args: argparse.Namespace) -> dict:
-    """``--protocol`` as concrete choices (flow, warp, border, 8-bit reading); explicit options win."""
-    from jdrl.errors import UsageError
+def resolve_protocol(args: argparse.Namespace) -> Protocol:
+    """``--protocol`` as a :class:`~jdrl.evaluation.protocol_record.Protocol`; the explicit options win.
 
-    paper = args.protocol == "paper"
-    flow = args.flow or ("pwcnet" if paper else "dis")
-    if paper and flow == "pwcnet" and not args.flow_weights:
+    ``--flow``, ``--warp``, ``--border`` and ``--no-lpips`` replace the named protocol's fields (an explicit
+    ``--border released`` without ``--checkpoint`` is then an error: name the crop).
+    """
+    from jdrl.errors import UsageError
+    from jdrl.evaluation.protocol_record import Protocol
+
+    protocol = Protocol.named(args.protocol, flow_weights=args.flow_weights)
+    changes: dict = {"lpips": not args.no_lpips}
+    if args.flow:
+        changes["flow"] = args.flow
+    if args.warp:
+        changes["warp"] = args.warp
+    if args.border:
+        changes.update(border=args.border, baseline_border=None)
+    protocol = protocol.replace(**changes)
+    if protocol.name == "paper" and protocol.flow == "pwcnet" and not protocol.flow_weights:
         raise UsageError(
             "--protocol paper scores with PWC-Net, as the paper did: give --flow-weights PATH, the PWC-Net file the "
             "JDRL release uses (network-default.pytorch of sniklaus/pytorch-pwc, in the authors' JDRL download); "
             "jdrl never downloads it. Or choose another estimator with --flow (then it is not the paper's protocol)")
-    return {"flow": flow, "warp": args.warp or ("released" if paper else "exact"),
-            # the released crop of the network scored; the input alone gets the UNet pipeline's crop
-            "border": args.border or (("released" if args.checkpoint else "released-unet") if paper else "reflect"),
-            "eight_bit": paper}
+    return protocol
 
 
 def data_name(args: argparse.Namespace) -> str:
@@ -161,7 +174,7 @@ def refuse_existing_results(args: argparse.Namespace) -> None:
 
 
 def load_lpips_for(args: argparse.Namespace, device) -> tuple[object | None, str]:
-    """The LPIPS metric or ``None``, with the line the summary records about it."""
+    """The LPIPS metric or ``None``, with the line the summary records about it (loaded once for every result)."""
     if args.no_lpips:
         return None, "LPIPS off (--no-lpips)"
     from jdrl.evaluation.metrics import load_lpips
@@ -176,7 +189,8 @@ def load_lpips_for(args: argparse.Namespace, device) -> tuple[object | None, str
 
 def run(args: argparse.Namespace) -> int:
     from jdrl.errors import UsageError
-    from jdrl.evaluation.protocol import PANEL_SIDE, EightBitReading, evaluate, resolve_border
+    from jdrl.evaluation.panels import PANEL_SIDE, Display
+    from jdrl.evaluation.protocol import evaluate
     from jdrl.evaluation.report import (
         StripWriter,
         markdown_table,
@@ -206,29 +220,30 @@ def run(args: argparse.Namespace) -> int:
         net = create_net(args.net, checkpoint=args.checkpoint, trust_code=args.trust_code)
         net_info = describe(net).as_dict()
         net.to(device)
-    border = resolve_border(protocol["border"], net)
+    protocol = protocol.for_net(net)  # the network's released crop; the input, scored beside it, cropped alike
     dataset, data_info = load_dataset(args)
-    if protocol["eight_bit"]:
-        dataset = EightBitReading(dataset)
-    flow = build_flow(protocol["flow"], args.flow_weights, device=device)
+    flow = build_flow(protocol.flow, protocol.flow_weights, device=device)  # built once for every result
     lpips, lpips_note = load_lpips_for(args, device)
+    protocol = protocol.replace(lpips=lpips is not None)  # the metric loaded once, or none to be had
     report_dir = Path(args.report) if args.report else None
     strips = StripWriter(report_dir) if report_dir is not None else None
-    common = dict(flow=flow, lpips=lpips, border=border, tile=args.tile, overlap=args.overlap, amp=args.amp, device=device, flow_border=0,
-                  panel_size=PANEL_SIDE, mask_mode=args.mask, warp=protocol["warp"])
-    info = {**data_info, "protocol": args.protocol, "flow": protocol["flow"], "flow_weights": args.flow_weights,
-            "lpips": lpips_note, "reading": "8-bit (as released)" if protocol["eight_bit"] else "full bit depth"}
+    common = dict(protocol=protocol, flow=flow, lpips=lpips, tile=args.tile, overlap=args.overlap, amp=args.amp,
+                  device=device)
+    info = {**data_info, "protocol": protocol.name, "flow": protocol.flow, "flow_weights": protocol.flow_weights,
+            "lpips": lpips_note, "reading": protocol.reading}
 
     results = []
     if net is not None:
         label = f"{net_info['name']} ({Path(args.checkpoint).name})"
         checkpoint = {"path": str(args.checkpoint), **{k: v for k, v in net_info.items() if k != "path"}}
         results.append(evaluate(dataset, net, **common, label=label, progress=bar(f"eval {label}", args.quiet),
-                                on_image=strips, info={**info, "checkpoint": checkpoint}))
+                                display=Display(on_image=strips, panel_size=PANEL_SIDE, mask_mode=args.mask),
+                                info={**info, "checkpoint": checkpoint}))
     if args.baseline == "input":
         first = strips if net is None else None  # strips show the first result
         results.append(evaluate(dataset, None, **common, label="input", progress=bar("eval input", args.quiet),
-                                on_image=first, info=info))
+                                display=Display(on_image=first, panel_size=PANEL_SIDE, mask_mode=args.mask),
+                                info=info))
 
     out = default_out(args)
     paths = write_results(results, out)

@@ -1,16 +1,19 @@
 """Evaluation with the paper's protocol: metrics, dataset scoring, reports.
 
-``evaluate`` (the protocol, :mod:`jdrl.evaluation.protocol`) and ``EvalResult``
-are imported here; reports (:mod:`jdrl.evaluation.report`) and training curves
-(:mod:`jdrl.evaluation.plot`, matplotlib imported only when drawing) are
-imported lazily by name.
+``evaluate`` (the scoring, :mod:`jdrl.evaluation.protocol`), ``EvalResult``, ``Protocol`` (what is
+scored how, as one value: ``Protocol.paper()``, :mod:`jdrl.evaluation.protocol_record`) and ``Display``
+(what is only shown: :mod:`jdrl.evaluation.panels`) are imported here; reports
+(:mod:`jdrl.evaluation.report`) and training curves (:mod:`jdrl.evaluation.plot`, matplotlib
+imported only when drawing) are imported lazily by name.
 """
 
 from __future__ import annotations
 
 import importlib
 
+from jdrl.evaluation.panels import Display
 from jdrl.evaluation.protocol import EvalResult, evaluate
+from jdrl.evaluation.protocol_record import Protocol
 
 _LAZY = {
     "write_results": "jdrl.evaluation.report",
@@ -21,7 +24,7 @@ _LAZY = {
     "plot_run": "jdrl.evaluation.plot",
 }
 
-__all__ = ["EvalResult", "evaluate", *_LAZY]
+__all__ = ["Display", "EvalResult", "Protocol", "evaluate", *_LAZY]
 
 
 def __getattr__(name: str):

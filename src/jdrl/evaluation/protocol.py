@@ -16,6 +16,10 @@ clamped to [0, 1], or the input itself when ``net is None``) is compared with
 LPIPS columns are left out of a row (never filled with a made-up number) when
 no LPIPS metric is available; ``options["lpips"]`` then says why.
 
+What is scored how is one value, a :class:`~jdrl.evaluation.protocol_record.Protocol`
+(``Protocol.paper()``: the released pipeline; ``Protocol.jdrl()``: this project's default); what is
+only shown (panel pictures, their sizes, callbacks) is a :class:`~jdrl.evaluation.panels.Display`.
+
 The same function serves ``jdrl eval`` and the trainer's validation; it keeps
 no state and restores the network's train/eval mode.
 """
@@ -28,10 +32,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from jdrl.errors import ConfigError
+from jdrl.errors import UsageError
 from jdrl.evaluation.metrics import (
     LPIPSMetric,
     load_lpips,
@@ -40,21 +43,31 @@ from jdrl.evaluation.metrics import (
     psnr,
     ssim,
 )
+from jdrl.evaluation.panels import PANEL_SIDE, Display, PanelCallback
+from jdrl.evaluation.protocol_record import (
+    BORDER_MODES,
+    EightBitReading,
+    Protocol,
+    crop_released,
+    describe_border,
+    resolve_border,
+)
 from jdrl.runtime import net_device
-from jdrl.vocabulary import BORDER_MODES
 
 __all__ = [
     "BORDER_MODES",
     "METRIC_COLUMNS",
+    "EightBitReading",
     "EvalResult",
+    "Protocol",
     "crop_released",
+    "describe_border",
     "evaluate",
     "resolve_border",
 ]
 
 #: every metric column, in the order tables and CSV files show them
 QUALITY = ("psnr", "ssim", "mae", "lpips")
-PANEL_SIDE = 384  # px, the longer side of each picture in reports and strips
 METRIC_COLUMNS: tuple[str, ...] = (
     *QUALITY,
     *(f"{m}_deformed" for m in QUALITY),
@@ -63,13 +76,9 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "flow_error_input",
 )
 
-#: border handling: reflect-pad and crop back, or the released code's crops
-
-#: released crops: (anchor, multiple) - the UNet code crops the top-left corner, MPRNet's the centre
-RELEASED_CROPS = {"released-unet": ("top-left", 16), "released-mprnet": ("centre", 8)}
-
 LPIPS_NOTE = "AlexNet v0.1 (lpips package)"
-PanelCallback = Callable[[str, dict[str, torch.Tensor]], None]
+#: what evaluate scores with when given no protocol: the jdrl protocol, LPIPS only when asked for (lpips=...)
+KEYWORD_PROTOCOL = Protocol(lpips=False)
 
 
 @dataclass
@@ -109,89 +118,6 @@ class EvalResult:
         return {"label": self.label, "count": len(self.rows), "means": dict(self.means), "options": dict(self.options)}
 
 
-# ----------------------------------------------------------------------------- border handling
-
-
-def _unwrap(net: nn.Module) -> nn.Module:
-    """The module inside DataParallel/DDP (``.module``) or ``torch.compile`` (``._orig_mod``) wrappers."""
-    while True:
-        inner = getattr(net, "module", None) or getattr(net, "_orig_mod", None)
-        if not isinstance(inner, nn.Module):
-            return net
-        net = inner
-
-
-class EightBitReading:
-    """A dataset's images as the released evaluation read them: OpenCV's 8-bit ``imread`` (a 16-bit PNG's top byte).
-
-    ``v8 = floor(v16 / 256)``; 8-bit sources come back unchanged (``floor(v * 257 / 256) = v``).
-    """
-
-    def __init__(self, dataset: Any):
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __iter__(self):
-        return (self[i] for i in range(len(self)))
-
-    def __getitem__(self, index: int) -> dict:
-        item = dict(self.dataset[index])
-        for key in ("blur", "sharp", "aligned"):
-            if isinstance(item.get(key), torch.Tensor):
-                item[key] = torch.floor(torch.round(item[key].double() * 65535) / 256).float() / 255
-        return item
-
-
-def resolve_border(border: str, net: nn.Module | None) -> str:
-    """``border`` with ``"released"`` replaced by the crop rule of ``net``'s released code.
-
-    ``released-unet`` crops the top-left corner to a multiple of 16, ``released-mprnet``
-    the centre to a multiple of 8. With no network (the input baseline) name one of them.
-    """
-    if border not in BORDER_MODES:
-        raise ConfigError(f"border must be one of {', '.join(BORDER_MODES)}, not {border!r}")
-    if border != "released":
-        return border
-    if net is not None:
-        from jdrl.nets.mprnet import MPRNet
-        from jdrl.nets.unet import UNet
-
-        inner = _unwrap(net)
-        if isinstance(inner, UNet):
-            return "released-unet"
-        if isinstance(inner, MPRNet):
-            return "released-mprnet"
-        raise ConfigError(f"border='released' knows the crops of unet and mprnet, not {type(inner).__name__}; "
-                         "name one: released-unet or released-mprnet")
-    raise ConfigError("border='released' without a network: name the crop, released-unet or released-mprnet")
-
-
-def describe_border(border: str) -> str:
-    """One line saying what a (resolved) border mode does, for reports."""
-    if border == "reflect":
-        return "reflect-pad to the network's size multiple, crop the output back (whole image scored)"
-    anchor, multiple = RELEASED_CROPS[border]
-    return f"released code's crop: {anchor} {'corner ' if anchor == 'top-left' else ''}cropped to a multiple of {multiple}"
-
-
-def crop_released(image: torch.Tensor, border: str) -> torch.Tensor:
-    """Crop ``(..., H, W)`` as the released test code did (``border`` = ``released-unet``/``released-mprnet``).
-
-    ``reflect`` returns the image unchanged (the padding happens in inference).
-    """
-    if border == "reflect":
-        return image
-    anchor, multiple = RELEASED_CROPS[border]
-    height, width = image.shape[-2:]
-    new_h, new_w = height // multiple * multiple, width // multiple * multiple
-    if new_h == 0 or new_w == 0:
-        raise ConfigError(f"a {width}x{height} image is smaller than the {multiple}-px multiple of {border}")
-    top, left = (0, 0) if anchor == "top-left" else ((height - new_h) // 2, (width - new_w) // 2)
-    return image[..., top : top + new_h, left : left + new_w]
-
-
 # ----------------------------------------------------------------------------- per-image scoring
 
 
@@ -203,60 +129,15 @@ def _quality(output: torch.Tensor, reference: torch.Tensor, lpips: LPIPSMetric |
     return {f"{name}{suffix}": float(value[0]) for name, value in values.items()}
 
 
-def _shrink(image: torch.Tensor, max_side: int | None) -> torch.Tensor:
-    """``(3, H, W)`` downscaled (antialiased) so its longer side is at most ``max_side``; as is for ``None``."""
-    height, width = image.shape[-2:]
-    if max_side is None or max(height, width) <= max_side:
-        return image
-    scale = max_side / max(height, width)
-    size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    return F.interpolate(image[None].float(), size=size, mode="bilinear", antialias=True, align_corners=False)[0]
-
-
-def _panels(blur, output, gt, deformed, flow, aligned, max_side: int | None = None,
-            mask_mode: str = "reference") -> dict[str, torch.Tensor]:
-    """Labelled display images ``(3, H, W)`` float in [0, 1] on the CPU, for reports.
-
-    With ``max_side`` they are downscaled on the compute device first, so a 4K
-    image costs a few MB of host memory instead of hundreds.
-    """
-    from jdrl.flow.mask import calibration_mask
-    from jdrl.flow.viz import flow_to_color
-
-    mask = calibration_mask(flow, mask_mode)[0].expand(3, -1, -1)
-    panels = {
-        "input": blur[0],
-        "output": output[0],
-        "GT": gt[0],
-        "deformed GT": deformed[0],
-        "calibration mask": mask,
-        "flow output->GT": flow_to_color(flow)[0].float() / 255.0,
-    }
-    if aligned is not None:
-        panels["aligned truth"] = aligned[0]
-    return {name: _shrink(image.detach().float(), max_side).clamp(0, 1).cpu() for name, image in panels.items()}
-
-
-def thumbnail(image: torch.Tensor, max_side: int = PANEL_SIDE) -> torch.Tensor:
-    """``(3, H, W)`` float in [0, 1] -> uint8 ``(3, h, w)`` with ``max(h, w) <= max_side`` (antialiased)."""
-    return (_shrink(image, max_side).clamp(0, 1) * 255).round().to(torch.uint8)
-
-
 def _score_item(
     item: Mapping[str, Any],
     net: nn.Module | None,
     flow: nn.Module,
     lpips: LPIPSMetric | None,
-    border: str,
+    protocol: Protocol,
     device: torch.device,
-    tile: int | None,
-    amp: str | None,
-    flow_border: int,
-    want_panels: bool,
-    panel_size: int | None = None,
-    mask_mode: str = "reference",
-    warp_convention: str = "exact",
-    overlap: int | None = None,
+    run: dict[str, Any],
+    display: Display,
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
     """The metric row of one dataset item and, if wanted, its display panels."""
     from jdrl.flow.warp import warp
@@ -267,28 +148,28 @@ def _score_item(
         if image is None:
             return None
         image = image if image.dim() == 4 else image.unsqueeze(0)
-        return crop_released(image, border).to(device=device, dtype=torch.float32)
+        return crop_released(image, protocol.border).to(device=device, dtype=torch.float32)
 
     blur, gt, aligned = prepare("blur"), prepare("sharp"), prepare("aligned")
     if net is None:
         output = blur.clamp(0, 1)
     else:
-        output = deblur_tensor(net, blur, tile=tile, overlap=overlap, amp=amp).float().clamp(0, 1)
+        output = deblur_tensor(net, blur, **run).float().clamp(0, 1)
 
     name = item.get("name", "")
     name = name[0] if isinstance(name, (list, tuple)) else name  # a DataLoader batch of one
     row: dict[str, Any] = {"name": str(name)}
     row.update(_quality(output, gt, lpips, ""))
     flow_gt = flow(output, gt)
-    deformed = warp(gt, flow_gt, padding_mode="border", convention=warp_convention)
+    deformed = warp(gt, flow_gt, padding_mode="border", convention=protocol.warp)
     row.update(_quality(output, deformed, lpips, "_deformed"))
     if aligned is not None:
         row.update(_quality(output, aligned, lpips, "_aligned"))
-        row["flow_error"] = float(mean_flow_magnitude(flow(output, aligned), flow_border)[0])
+        row["flow_error"] = float(mean_flow_magnitude(flow(output, aligned), protocol.flow_border)[0])
     # The input baseline is its own reference: its distance to itself is exactly 0.
-    row["flow_error_input"] = 0.0 if net is None else float(mean_flow_magnitude(flow(output, blur), flow_border)[0])
-    panels = _panels(blur, output, gt, deformed, flow_gt, aligned, panel_size, mask_mode) if want_panels else None
-    return row, panels
+    to_input = 0.0 if net is None else float(mean_flow_magnitude(flow(output, blur), protocol.flow_border)[0])
+    row["flow_error_input"] = to_input
+    return row, display.panels(blur, output, gt, deformed, flow_gt, aligned)
 
 
 # ----------------------------------------------------------------------------- the protocol
@@ -305,13 +186,12 @@ def _column_means(rows: list[dict[str, Any]]) -> dict[str, float]:
     return means
 
 
-def _resolve_flow(flow: nn.Module | str | None, device: torch.device) -> tuple[nn.Module, str]:
-    """A flow estimator and its name (``"dis"`` when none is given)."""
+def _resolve_flow(flow: nn.Module | str | None, protocol: Protocol, device: torch.device) -> tuple[nn.Module, str]:
+    """A flow estimator and its name: ``flow`` itself when it is a module, else the protocol's (with its weights)."""
     from jdrl.flow import build_flow
 
     if flow is None or isinstance(flow, str):
-        name = flow or "dis"
-        return build_flow(name, device=device), name
+        return build_flow(protocol.flow, protocol.flow_weights, device=device), protocol.flow
     return flow, getattr(flow, "name", None) or type(flow).__name__
 
 
@@ -327,106 +207,146 @@ def _resolve_lpips(lpips: LPIPSMetric | str | None, device: torch.device) -> tup
     return lpips.to(device), LPIPS_NOTE
 
 
+def _scoring(protocol: Protocol | None, flow: nn.Module | str | None, border: str | None, warp: str | None,
+             flow_border: int | None) -> Protocol:
+    """``protocol`` (default :data:`KEYWORD_PROTOCOL`) with the keyword arguments that were given put in.
+
+    A flow named by string replaces the protocol's estimator and its weights; an explicit ``border`` replaces
+    the protocol's border and its ``baseline_border`` (``"released"`` without a network is then an error).
+    """
+    changes: dict[str, Any] = {}
+    if isinstance(flow, str):
+        changes.update(flow=flow, flow_weights=None)
+    if border is not None:
+        changes.update(border=border, baseline_border=None)
+    if warp is not None:
+        changes["warp"] = warp
+    if flow_border is not None:
+        changes["flow_border"] = flow_border
+    base = KEYWORD_PROTOCOL if protocol is None else protocol
+    if not isinstance(base, Protocol):
+        raise UsageError(f"protocol must be a jdrl.evaluation.Protocol (e.g. Protocol.paper()), not {base!r}")
+    return base.replace(**changes) if changes else base
+
+
+def _display(display: Display | None, **keywords: Any) -> Display:
+    """``display``, or one made of the display keyword arguments (not both)."""
+    if display is None:
+        return Display(**keywords)
+    given = [name for name, value in keywords.items() if value != getattr(Display, name, None)]
+    if given:
+        raise UsageError(f"give display=Display(...) or the display arguments ({', '.join(given)}), not both")
+    if not isinstance(display, Display):
+        raise UsageError(f"display must be a jdrl.evaluation.Display, not {display!r}")
+    return display
+
+
 @torch.no_grad()
 def evaluate(
     dataset: Iterable[Mapping[str, Any]],
     net: nn.Module | None = None,
     *,
+    protocol: Protocol | None = None,
     flow: nn.Module | str | None = None,
     lpips: LPIPSMetric | str | None = None,
-    border: str = "reflect",
+    border: str | None = None,
+    warp: str | None = None,
+    flow_border: int | None = None,
     tile: int | None = None,
     overlap: int | None = None,
     amp: str | None = None,
     device: str | torch.device | None = None,
     progress: Callable[[Iterable], Iterable] | None = None,
+    display: Display | None = None,
     keep_images: bool = False,
     thumbnail_size: int = PANEL_SIDE,
     on_image: PanelCallback | None = None,
     panel_size: int | None = None,
-    flow_border: int = 0,
     mask_mode: str = "reference",
-    warp: str = "exact",
     label: str | None = None,
     info: Mapping[str, Any] | None = None,
 ) -> EvalResult:
     """Score ``net`` (or, with ``net=None``, the blurry input) on every item of ``dataset``.
+
+    How it is scored is ``protocol`` (``Protocol.paper()``, ``Protocol.jdrl()``, ...). The scoring keywords
+    ``flow``, ``lpips``, ``border``, ``warp`` and ``flow_border`` *override* the protocol's fields where they
+    are given (not ``None``); without a protocol they are the whole choice, as before protocols existed, on
+    top of :data:`KEYWORD_PROTOCOL` (the jdrl protocol without LPIPS: DIS, exact warp, reflect, full depth).
 
     Args:
         dataset: items as :class:`~jdrl.data.datasets.PairedImageDataset` gives them:
             ``blur``, ``sharp``, optional ``aligned`` (``(3, H, W)`` tensors) and ``name``.
         net: the deblurring network; put in eval mode for the run and restored after.
             It is moved to ``device`` when one is given.
-        flow: estimator for the deformed GT and flow errors: a ``jdrl.flow`` module,
-            a registry name, or ``None`` for ``"dis"``.
-        lpips: an :class:`~jdrl.evaluation.metrics.LPIPSMetric`, ``"auto"`` (load it
-            offline if the weights are cached) or ``None`` (no LPIPS columns).
+        protocol: a :class:`~jdrl.evaluation.protocol_record.Protocol`; its ``eight_bit`` reading is
+            applied to each item here.
+        flow: estimator for the deformed GT and flow errors: a ``jdrl.flow`` module (used as is),
+            or a registry name (replaces the protocol's estimator, built without weights).
+        lpips: an :class:`~jdrl.evaluation.metrics.LPIPSMetric`, ``"auto"`` (load it offline if the
+            weights are cached) or ``None``: the protocol's choice (``"auto"`` when ``protocol.lpips``,
+            else no LPIPS columns).
         border: ``"reflect"`` (pad to the net's multiple, crop back), ``"released"``
             (the released code's crop for ``net``: UNet top-left to a multiple of 16,
             MPRNet centre to a multiple of 8) or one of those crops by name
             (``"released-unet"``, ``"released-mprnet"``, needed for the input baseline).
-        tile, overlap, amp: passed to :func:`jdrl.inference.deblur_tensor` (``overlap=None``: the network's
-            tile hint, as in ``jdrl deblur``).
+        warp: how the GT is warped onto the output for the deformed-GT columns: ``"exact"``
+            or ``"released"`` (the authors' ``flow_resample``, which every deformed-GT
+            number of the paper used; docs/REPRODUCE.md).
+        flow_border: px per side left out of the flow-error means.
+        tile, overlap, amp: how the output is computed, passed to :func:`jdrl.inference.deblur_tensor`
+            (``overlap=None``: the network's tile hint, as in ``jdrl deblur``); no part of a protocol.
         device: where to compute; default the network's device (CPU without one).
         progress: wraps the iteration (e.g. ``jdrl.progress.bar("eval")``).
-        keep_images: keep downscaled display panels (``thumbnail_size`` px) per image
-            in ``result.images``, for small sets; large sets should stream them
-            through ``on_image`` instead (memory stays bounded).
-        on_image: called as ``on_image(name, panels)`` with CPU panels
-            (``{"input", "output", "GT", "deformed GT", "calibration mask",
-            "flow output->GT"[, "aligned truth"]}`` -> ``(3, H, W)`` in [0, 1]);
-            full size, or downscaled to ``panel_size`` px on the longer side (reports).
-        flow_border: px per side left out of the flow-error means.
-        mask_mode: the calibration-mask rule drawn in the panels (``jdrl.flow.mask``).
-        warp: how the GT is warped onto the output for the deformed-GT columns: ``"exact"``
-            (default) or ``"released"`` (the authors' ``flow_resample``, which every deformed-GT
-            number of the paper used; docs/REPRODUCE.md).
+        display: what is shown, never scored: a :class:`~jdrl.evaluation.panels.Display`, or its fields
+            as the keywords ``keep_images``, ``thumbnail_size``, ``on_image``, ``panel_size``, ``mask_mode``
+            (one way or the other, not both; panels: ``{"input", "output", "GT", "deformed GT",
+            "calibration mask", "flow output->GT"[, "aligned truth"]}``).
         label: the result's name in tables (default ``"input"`` or ``"output"``).
-        info: extra entries for ``options`` (checkpoint, dataset, ...).
+        info: extra entries for ``options`` (checkpoint, dataset, ...); with a ``protocol``, options also
+            record its ``protocol`` name, ``reading`` and ``flow_weights`` unless ``info`` does.
     """
-    from jdrl.flow.warp import WARP_CONVENTIONS
-
-    if warp not in WARP_CONVENTIONS:
-        raise ConfigError(f"warp must be one of {', '.join(WARP_CONVENTIONS)}, not {warp!r}")
+    scoring = _scoring(protocol, flow, border, warp, flow_border)
+    show = _display(display, keep_images=keep_images, thumbnail_size=thumbnail_size, on_image=on_image,
+                    panel_size=panel_size, mask_mode=mask_mode)
+    if lpips is None and scoring.lpips:
+        lpips = "auto"
     device = torch.device(device) if device is not None else (net_device(net) if net is not None else torch.device("cpu"))
-    border = resolve_border(border, net)
-    flow_module, flow_name = _resolve_flow(flow, device)
+    scoring = scoring.for_net(net)
+    flow_module, flow_name = _resolve_flow(flow, scoring, device)
     lpips_metric, lpips_note = _resolve_lpips(lpips, device)
     was_training = net.training if net is not None else False
     if net is not None:
         net.to(device).eval()
     rows: list[dict[str, Any]] = []
-    images: dict[str, dict[str, torch.Tensor]] | None = {} if keep_images else None
-    want_panels = keep_images or on_image is not None
-    # Downscale on the device as early as the consumers allow (the callback may want full size).
-    panel_size = panel_size if on_image is not None else thumbnail_size
+    images: dict[str, dict[str, torch.Tensor]] | None = {} if show.keep_images else None
+    run = {"tile": tile, "overlap": overlap, "amp": amp}
     try:
         for item in progress(dataset) if progress is not None else dataset:
-            row, panels = _score_item(item, net, flow_module, lpips_metric, border, device, tile, amp,
-                                      flow_border, want_panels, panel_size, mask_mode, warp, overlap)
+            row, panels = _score_item(scoring.read(item), net, flow_module, lpips_metric, scoring, device, run, show)
             rows.append(row)
-            if on_image is not None:
-                on_image(row["name"], panels)
-            if images is not None:
-                images[row["name"]] = {key: thumbnail(value, thumbnail_size) for key, value in panels.items()}
+            show.deliver(row["name"], panels, images)
     finally:
         if net is not None:
             net.train(was_training)
     options = {
         "baseline": "input" if net is None else None,
         "flow": flow_name,
-        "border": border,
-        "border_detail": describe_border(border),
+        "border": scoring.border,
+        "border_detail": describe_border(scoring.border),
         "warp_padding": "border",
-        "warp": warp,
+        "warp": scoring.warp,
         "tile": tile,
         "overlap": overlap,
         "amp": amp,
         "device": str(device),
         "lpips": lpips_note,
         "lpips_available": lpips_metric is not None,
-        "flow_border": flow_border,
-        "mask_mode": mask_mode,
+        "flow_border": scoring.flow_border,
+        "mask_mode": show.mask_mode,
         **dict(info or {}),
     }
+    if protocol is not None:
+        for key, value in (("protocol", scoring.name), ("reading", scoring.reading),
+                           ("flow_weights", scoring.flow_weights)):
+            options.setdefault(key, value)
     return EvalResult(rows, _column_means(rows), options, label or ("input" if net is None else "output"), images)

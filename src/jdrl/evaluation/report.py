@@ -31,7 +31,8 @@ from urllib.parse import quote
 import numpy as np
 import torch
 
-from jdrl.evaluation.protocol import METRIC_COLUMNS, PANEL_SIDE, EvalResult, thumbnail
+from jdrl.evaluation.panels import PANEL_SIDE, thumbnail
+from jdrl.evaluation.protocol import METRIC_COLUMNS, EvalResult
 from jdrl.files import WRITE_ERRORS, write_text
 from jdrl.runtime import versions as package_versions
 
