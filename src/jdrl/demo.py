@@ -17,7 +17,7 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -107,7 +107,6 @@ PIXEL, JDRL, ORACLE = Variant("pixel", "pixel"), Variant("jdrl"), Variant("oracl
 
 def from_scratch(settings: DemoSettings) -> DemoSettings:
     """``settings`` for random weights: no ``init`` and the :data:`FROM_SCRATCH` schedule and blur."""
-    from dataclasses import replace
 
     return replace(settings, init=None, lr=FROM_SCRATCH["lr"], warmup=FROM_SCRATCH["warmup"],
                    reblur_only=FROM_SCRATCH["reblur_only"], synth=replace(settings.synth, r_max=FROM_SCRATCH["r_max"]))

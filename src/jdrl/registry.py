@@ -21,7 +21,7 @@ import importlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
-from jdrl.errors import UnknownNameError
+from jdrl.errors import ConfigError, UnknownNameError
 
 T = TypeVar("T")
 
@@ -125,7 +125,6 @@ class _LazyEntryPoint:
         self.point = point
 
     def resolve(self, kind: str):
-        from jdrl.errors import ConfigError
 
         try:
             return self.point.load()

@@ -13,6 +13,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from jdrl._version import __version__
+from jdrl.errors import USER_ERRORS
 from jdrl.registry import Registry
 
 #: the sub-commands by name, in the order ``jdrl --help`` lists them: each entry is its module (imported on lookup)
@@ -48,7 +50,6 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     """The parser of every command; ``argv`` (the words to parse) only improves its error messages."""
-    from jdrl._version import __version__
 
     parser = _Parser(
         prog="jdrl",
@@ -78,7 +79,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     non-zero status. Anything else is a bug: one line asking to report it, and the
     traceback with ``--debug``.
     """
-    from jdrl.errors import USER_ERRORS
 
     _escape_undecodable_names()
     words = list(sys.argv[1:] if argv is None else argv)

@@ -13,7 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jdrl.cli.arguments import add_trust_code, apply_max_pixels, count, int_in
+from jdrl.cli.data import add_source_arguments
+from jdrl.errors import UsageError
 from jdrl.files import real_path
+from jdrl.progress import bar
+from jdrl.runtime import choose_device
 from jdrl.vocabulary import BORDER_MODES, MASK_MODES, PROTOCOLS, WARP_CONVENTIONS
 
 if TYPE_CHECKING:  # annotations only: `jdrl --help` imports no torch
@@ -30,7 +34,6 @@ MAX_SYNTHETIC_N = 100_000  # pairs made in memory before scoring: a bound a user
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from jdrl.cli.data import add_source_arguments
     from jdrl.data.synthetic import MISALIGNMENT_PRESETS
 
     add_source_arguments(parser)  # with --max-pixels
@@ -88,7 +91,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_dataset(args: argparse.Namespace) -> tuple[object, dict]:
     """The dataset to score and a description of it for the summary."""
-    from jdrl.progress import bar
 
     if args.path == SYNTHETIC:
         from jdrl.data.datasets import SyntheticPairs
@@ -121,7 +123,6 @@ def resolve_protocol(args: argparse.Namespace) -> Protocol:
     ``--flow``, ``--warp``, ``--border`` and ``--no-lpips`` replace the named protocol's fields (an explicit
     ``--border released`` without ``--checkpoint`` is then an error: name the crop).
     """
-    from jdrl.errors import UsageError
     from jdrl.evaluation.protocol_record import Protocol
 
     protocol = Protocol.named(args.protocol, flow_weights=args.flow_weights)
@@ -160,7 +161,6 @@ def default_out(args: argparse.Namespace) -> Path:
 
 def refuse_existing_results(args: argparse.Namespace) -> None:
     """Results of an earlier evaluation are never replaced without ``--overwrite`` (checked before any work)."""
-    from jdrl.errors import UsageError
 
     out = default_out(args)
     if out.exists() and not out.is_dir():
@@ -188,7 +188,6 @@ def load_lpips_for(args: argparse.Namespace, device) -> tuple[object | None, str
 
 
 def run(args: argparse.Namespace) -> int:
-    from jdrl.errors import UsageError
     from jdrl.evaluation.panels import PANEL_SIDE, Display
     from jdrl.evaluation.protocol import evaluate
     from jdrl.evaluation.report import (
@@ -198,8 +197,6 @@ def run(args: argparse.Namespace) -> int:
         write_results,
     )
     from jdrl.flow import build_flow
-    from jdrl.progress import bar
-    from jdrl.runtime import choose_device
 
     if not args.checkpoint and not args.baseline:
         raise UsageError("give --checkpoint CKPT, --baseline input, or both")

@@ -16,6 +16,8 @@ import torch.nn.functional as F
 
 from jdrl.config import PIXELS, ranged
 from jdrl.errors import ConfigError
+from jdrl.flow.mask import calibration_mask
+from jdrl.flow.viz import flow_to_color
 from jdrl.vocabulary import MASK_MODES
 
 __all__ = ["PANEL_SIDE", "Display", "PanelCallback", "make_panels", "thumbnail"]
@@ -46,8 +48,6 @@ def make_panels(blur, output, gt, deformed, flow, aligned, max_side: int | None 
     With ``max_side`` they are downscaled on the compute device first, so a 4K
     image costs a few MB of host memory instead of hundreds.
     """
-    from jdrl.flow.mask import calibration_mask
-    from jdrl.flow.viz import flow_to_color
 
     mask = calibration_mask(flow, mask_mode)[0].expand(3, -1, -1)
     panels = {

@@ -52,6 +52,8 @@ from jdrl.evaluation.protocol_record import (
     describe_border,
     resolve_border,
 )
+from jdrl.flow import build_flow
+from jdrl.flow.warp import warp
 from jdrl.runtime import net_device
 
 __all__ = [
@@ -140,7 +142,6 @@ def _score_item(
     display: Display,
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
     """The metric row of one dataset item and, if wanted, its display panels."""
-    from jdrl.flow.warp import warp
     from jdrl.inference import deblur_tensor
 
     def prepare(key: str) -> torch.Tensor | None:
@@ -188,7 +189,6 @@ def _column_means(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 def _resolve_flow(flow: nn.Module | str | None, protocol: Protocol, device: torch.device) -> tuple[nn.Module, str]:
     """A flow estimator and its name: ``flow`` itself when it is a module, else the protocol's (with its weights)."""
-    from jdrl.flow import build_flow
 
     if flow is None or isinstance(flow, str):
         return build_flow(protocol.flow, protocol.flow_weights, device=device), protocol.flow

@@ -25,6 +25,8 @@ from torch import nn
 
 from jdrl.config import Range, ranged
 from jdrl.errors import ConfigError
+from jdrl.flow import flow_names
+from jdrl.nets.record import record_of
 from jdrl.vocabulary import BORDER_MODES, PROTOCOLS, WARP_CONVENTIONS
 
 __all__ = ["BORDER_MODES", "EightBitReading", "Protocol", "crop_released", "describe_border", "read_eight_bit",
@@ -60,14 +62,11 @@ def resolve_border(border: str, net: nn.Module | None) -> str:
     if border != "released":
         return border
     if net is not None:
-        from jdrl.nets.mprnet import MPRNet
-        from jdrl.nets.unet import UNet
-
         inner = _unwrap(net)
-        if isinstance(inner, UNet):
-            return "released-unet"
-        if isinstance(inner, MPRNet):
-            return "released-mprnet"
+        found = record_of(inner)
+        released = found[1].released if found is not None else None
+        if released is not None and released.border is not None:
+            return released.border
         raise ConfigError(f"border='released' knows the crops of unet and mprnet, not {type(inner).__name__}; "
                          "name one: released-unet or released-mprnet")
     raise ConfigError("border='released' without a network: name the crop, released-unet or released-mprnet")
@@ -205,7 +204,6 @@ class Protocol:
         if not isinstance(self.flow, str):
             found.append(f"flow must be a flow estimator's name, not {self.flow!r}")
         else:
-            from jdrl.flow import flow_names
 
             if self.flow not in flow_names():
                 found.append(f"flow must be one of {', '.join(flow_names())}, not {self.flow!r}")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from jdrl.cobi import CoBiLoss
 from jdrl.registry import Registry
 
 if TYPE_CHECKING:
@@ -81,7 +82,6 @@ class CoBiObjective(Objective):
 
     def __init__(self, config: JDRLConfig):
         super().__init__(config)
-        from jdrl.cobi import CoBiLoss
 
         self.cobi = CoBiLoss(**config.cobi_options)
 

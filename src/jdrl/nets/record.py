@@ -101,3 +101,17 @@ def net_record(name: str) -> NetRecord | None:
 def records() -> dict[str, NetRecord]:
     """Every registered network's record, by registry name."""
     return {name: record for name in NETS.names() if (record := net_record(name)) is not None}
+
+
+def record_of(net: Any) -> tuple[str, NetRecord] | None:
+    """``(registry name, record)`` of a network: by its spec (``create_net``), else by its class when a built-in
+    network's registered factory is the class itself (``UNet(...)`` built directly); ``None`` for any other."""
+    name = describe(net).name
+    record = net_record(name)
+    if record is not None:
+        return name, record
+    for name in NETS.names():
+        record = net_record(name)
+        if record is not None and NETS.get(name) is type(net):
+            return name, record
+    return None

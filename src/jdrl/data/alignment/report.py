@@ -7,7 +7,7 @@ import heapq
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,7 +84,6 @@ def misalignment_report(
     :func:`jdrl.data.pairs.load_pairs`); an image that cannot be read later, or a pair whose two images differ in
     size, raises :class:`~jdrl.errors.DatasetError` naming every such pair after the others are measured.
     """
-    from dataclasses import replace
 
     from jdrl.flow import build_flow
     from jdrl.images import read_image
