@@ -129,6 +129,7 @@ def make_datasets(settings: DemoSettings, train_sources=None, eval_sources=None)
 def variant_config(settings: DemoSettings, variant: Variant) -> TrainConfig:
     """The training config of one variant: the demo's settings as config objects, then the variant's overrides."""
     from jdrl.losses import JDRLConfig
+    from jdrl.losses.objectives import OBJECTIVES
     from jdrl.training import load_train_config
     from jdrl.training.config import (
         DataConfig,
@@ -143,6 +144,7 @@ def variant_config(settings: DemoSettings, variant: Variant) -> TrainConfig:
     if settings.net == "unet":
         options = {"width": settings.width, "dropout": 0.0, "residual": settings.residual, **options}
     every = settings.val_every if settings.val_every > 0 else settings.steps
+    objective = OBJECTIVES.get(variant.objective)
     config = TrainConfig(
         net=NetConfig(settings.net, options, init=settings.init),
         data=DataConfig(crop=settings.crop, batch_size=settings.batch),
@@ -150,8 +152,8 @@ def variant_config(settings: DemoSettings, variant: Variant) -> TrainConfig:
         optim=OptimConfig(lr=settings.lr, reblur_only_lr=settings.reblur_only_lr, decay=settings.decay,
                           decay_every=NEVER),
         schedule=ScheduleConfig(unit="step", total=settings.steps,
-                                warmup=settings.warmup if variant.objective == "jdrl" else 0,
-                                reblur_only=settings.reblur_only if variant.objective == "jdrl" else 0,
+                                warmup=settings.warmup if objective.deforms else 0,  # the warm-up stage deforms
+                                reblur_only=settings.reblur_only if objective.reblurs else 0,  # only R trains
                                 save_every=settings.steps, val_every=every,
                                 log_every=max(1, min(10, settings.steps))),
         run=RunConfig(seed=settings.seed, device=settings.device),

@@ -77,7 +77,7 @@ def build_parts(config: TrainConfig, init: LoadedWeights | None, device: torch.d
         raise ConfigError(f"data.crop={config.data.crop} must be a multiple of {multiple} for {spec.name}")
     loss = JDRLLoss(config.loss, device=device)
     notes += loss.notes
-    if device.type == "cuda" and config.loss.objective == "jdrl" and config.loss.flow == "dis":
+    if device.type == "cuda" and loss.criterion.deforms and config.loss.flow == "dis":
         notes.append("loss.flow=dis runs on the CPU; on a GPU, loss.flow=auto (RAFT-small) or spynet "
                      "(loss.flow_weights=PATH) is faster (docs/RESULTS.md, 'Training step')")
     if init is not None and loss.reblur is not None:
