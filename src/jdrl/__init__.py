@@ -7,10 +7,10 @@ The public API is imported lazily, so ``import jdrl`` costs nothing until a name
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from jdrl._version import __version__ as __version__  # the one place (a literal: no metadata lookup)
+from jdrl._version import __version__ as __version__
+from jdrl.registry import lazy_exports  # the one place (a literal: no metadata lookup)
 
 if TYPE_CHECKING:  # the lazy exports below, visible to type checkers and IDEs ("X as X": re-exported)
     from jdrl.data.datasets import PairedImageDataset as PairedImageDataset
@@ -63,12 +63,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'jdrl' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, eager=["__version__"])

@@ -127,23 +127,22 @@ def _quiet_loggers():
             logger.setLevel(level)
 
 
+def _onnx_export(net: nn.Module, path: Path, height: int, width: int, opset: int, **exporter: Any) -> None:
+    """``torch.onnx.export`` of ``net`` on one random ``(1, 3, height, width)`` example, jdrl's input and output
+    names; ``exporter`` holds what differs between the two exporters."""
+    example = torch.rand(1, 3, height, width, device=net_device(net))
+    with torch.no_grad():
+        torch.onnx.export(net, (example,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                          opset_version=opset, **exporter)
+
+
 def _write_torchscript(net: nn.Module, path: Path, height: int, width: int, opset: int) -> None:
     """``torch.onnx.export`` with the TorchScript exporter (no extra dependencies, dynamic axes)."""
-    example = torch.rand(1, 3, height, width, device=net_device(net))
     # ``dynamo`` is off by default in torch 2.4 (the floor), on by default in recent versions: say it
     choice: dict[str, Any] = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
-    with _quiet(), torch.no_grad():
-        torch.onnx.export(
-            net,
-            (example,),
-            str(path),
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: DYNAMIC_AXES, OUTPUT_NAME: DYNAMIC_AXES},
-            opset_version=opset,
-            do_constant_folding=True,
-            **choice,
-        )
+    with _quiet():
+        _onnx_export(net, path, height, width, opset, dynamic_axes={INPUT_NAME: DYNAMIC_AXES, OUTPUT_NAME: DYNAMIC_AXES},
+                     do_constant_folding=True, **choice)
 
 
 def _write_dynamo(net: nn.Module, path: Path, height: int, width: int, opset: int) -> None:
@@ -152,21 +151,11 @@ def _write_dynamo(net: nn.Module, path: Path, height: int, width: int, opset: in
     The dynamo exporter implements opset 18 and later; a lower ``opset`` is converted down when
     onnxscript/onnx can (the opset actually written is in the model, and in the metadata).
     """
-
     dynamic = getattr(Dim, "DYNAMIC", None) or Dim.AUTO  # torch 2.5 has only AUTO
-    example = torch.rand(1, 3, height, width, device=net_device(net))
-    with _quiet(), _quiet_loggers(), torch.no_grad():
-        torch.onnx.export(
-            net,
-            (example,),
-            str(path),
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            opset_version=opset,
-            dynamo=True,
-            external_data=False,  # one self-contained file (weights inside), as the TorchScript exporter writes
-            dynamic_shapes=({axis: dynamic for axis in DYNAMIC_AXES},),
-        )
+    with _quiet(), _quiet_loggers():
+        _onnx_export(net, path, height, width, opset, dynamo=True,
+                     external_data=False,  # one self-contained file (weights inside), as the TorchScript exporter writes
+                     dynamic_shapes=({axis: dynamic for axis in DYNAMIC_AXES},))
 
 
 def dynamo_unavailable() -> str | None:

@@ -125,7 +125,6 @@ class _LazyEntryPoint:
         self.point = point
 
     def resolve(self, kind: str):
-
         try:
             return self.point.load()
         except Exception as error:  # noqa: BLE001 - a broken plugin is the user's to fix, say which
@@ -144,3 +143,22 @@ class _LazyTarget:
         module_name, _, attribute = self.target.partition(":")
         module = importlib.import_module(module_name)
         return getattr(module, attribute) if attribute else module
+
+
+def lazy_exports(package: str, exports: dict[str, str], eager: Iterable[str] = ()
+                 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """A package's ``__getattr__`` and ``__dir__`` (PEP 562) that import ``exports`` (name -> module) on first use.
+
+    ``eager`` are names the package imports itself, listed by ``__dir__`` beside the lazy ones."""
+    names = sorted({*exports, *eager})
+
+    def __getattr__(name: str) -> Any:
+        module = exports.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(module), name)
+
+    def __dir__() -> list[str]:
+        return names
+
+    return __getattr__, __dir__

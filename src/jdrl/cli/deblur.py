@@ -39,7 +39,6 @@ def non_negative(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (not recursive) or glob patterns")
     parser.add_argument("-o", "--out", required=True, help="output folder (gets <input stem>.png)")
     parser.add_argument("--checkpoint", help="a jdrl checkpoint, model folder, jdrl:NAME (a bundled model, jdrl nets), "

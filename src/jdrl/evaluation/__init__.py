@@ -9,11 +9,10 @@ imported only when drawing) are imported lazily by name.
 
 from __future__ import annotations
 
-import importlib
-
 from jdrl.evaluation.panels import Display
 from jdrl.evaluation.protocol import EvalResult, evaluate
 from jdrl.evaluation.protocol_record import Protocol
+from jdrl.registry import lazy_exports
 
 _LAZY = {
     "write_results": "jdrl.evaluation.report",
@@ -27,12 +26,4 @@ _LAZY = {
 __all__ = ["Display", "EvalResult", "Protocol", "evaluate", *_LAZY]
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'jdrl.evaluation' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, eager=["Display", "EvalResult", "Protocol", "evaluate"])

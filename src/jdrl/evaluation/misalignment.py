@@ -173,7 +173,6 @@ def histogram_figure(report: MisalignmentReport, path: Path | None = None, dpi: 
 
 
 def _strip_of(pair: PairAlignment) -> np.ndarray:
-
     panels = {label: torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)).clamp(0, 1)
               for label, image in (pair.panels or {}).items()}
     return make_strip(panels, max_side=256)

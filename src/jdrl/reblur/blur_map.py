@@ -122,8 +122,6 @@ def _second_moment(seed: torch.Tensor, support: str) -> torch.Tensor:
 
 
 def _map_of(reblur: ReblurModule, restored: torch.Tensor, blurry: torch.Tensor, method: str) -> torch.Tensor:
-
-
     features = torch.cat([restored, blurry], dim=1)
     weights = torch.softmax(reblur.kernel_map_gene(features).float(), dim=1)  # (B, 8, H, W)
     if method == "wpn":

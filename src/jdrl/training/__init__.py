@@ -34,7 +34,6 @@ def load_train_config(config: TrainConfig | str | os.PathLike | None, overrides:
 
 
 def _refuse_code_from_file(name: str, config: str | os.PathLike | None, overrides: list[str]) -> None:
-
     typed = apply_overrides({}, overrides).get("net")
     if is_code_name(name) and not (isinstance(typed, dict) and typed.get("name") == name):
         raise UntrustedCodeError(f"{config} names the network {name!r} (net.name), which is code to import; jdrl "

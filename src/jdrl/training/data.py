@@ -37,7 +37,6 @@ class AlignedTargets(EpochSeeded):
 
 
 def _synthetic(config: DataConfig, synthetic: SyntheticData) -> tuple[Dataset, Dataset | None]:
-
     params = synthetic.generator_params()
     sources = folder_sources(synthetic.sources) if synthetic.sources else default_sources()
     if synthetic.val_sources:
