@@ -22,6 +22,7 @@ import numpy as np
 
 from jdrl.errors import DatasetError, VerificationError
 from jdrl.files import file_problem, real_path
+from jdrl.nets.tiling import tile_hint
 from jdrl.progress import bar, progress
 from jdrl.runtime import net_device
 
@@ -179,16 +180,12 @@ def deblur_file(net: nn.Module, job: Job, *, tile: int | str | None = "auto", ov
     """Read, deblur and write one image (raising on an unreadable input or an unwritable output); with ``reblur``
     also its blur map (:func:`blur_map_targets`, :mod:`jdrl.reblur.blur_map`)."""
     from jdrl.images import read_image_with_depth, write_image
-    from jdrl.inference import deblur_image, resolve_overlap, resolve_tile
-    from jdrl.nets.tiling import tile_hint
+    from jdrl.inference import deblur_image, plan_tiles
 
-    device = net_device(net)
-    hint = tile_hint(net)
     image, depth = read_image_with_depth(job.source)
-    side = resolve_tile(tile, image.shape[0], image.shape[1], device, hint)
-    overlap = resolve_overlap(tile, overlap, device.type, hint)
-    result = deblur_image(net, image, tile=side, overlap=overlap, amp=amp,
-                          progress=bar(f"tiles of {job.source.name}", quiet or side is None))
+    plan = plan_tiles(net, tile, overlap, image.shape[0], image.shape[1])  # resolved here; passed down as numbers
+    result = deblur_image(net, image, tile=plan.side, overlap=plan.overlap, amp=amp,
+                          progress=bar(f"tiles of {job.source.name}", quiet or plan.side is None))
     if reblur is not None:
         from jdrl.reblur.blur_map import blur_map_image, write_blur_map
 
@@ -230,7 +227,6 @@ def deblur_files(
     import torch
 
     from jdrl.inference import resolve_overlap
-    from jdrl.nets.tiling import tile_hint
 
     out_dir = Path(out_dir).expanduser()
     device = net_device(net)

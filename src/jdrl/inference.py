@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -67,8 +68,28 @@ def resolve_tile(
         return hint.tile_for(torch.device(device).type)
     tile = int(tile)
     if tile <= 0:
-        raise ValueError(f"tile must be positive, got {tile}")
+        raise ConfigError(f"tile must be positive, got {tile}")
     return tile
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """How one image is run: whole (``side=None``) or in tiles of ``side`` px (a multiple of the network's
+    ``size_multiple``) overlapping by ``overlap`` px. Made once per image by :func:`plan_tiles`."""
+
+    side: int | None
+    overlap: int
+
+
+def plan_tiles(net: nn.Module, tile: int | str | None, overlap: int | None, height: int, width: int) -> TilePlan:
+    """The :class:`TilePlan` of an ``height`` x ``width`` image for ``net``: :func:`resolve_tile` and
+    :func:`resolve_overlap` with the network's device and tile hint, resolved once."""
+    device, hint = net_device(net), tile_hint(net)
+    multiple = getattr(net, "size_multiple", 1)
+    side = resolve_tile(tile, height, width, device, hint)
+    if side is not None:
+        side = math.ceil(side / multiple) * multiple
+    return TilePlan(side, resolve_overlap(side, overlap, device.type, hint))
 
 
 def tile_starts(length: int, tile: int, stride: int) -> list[int]:
@@ -139,9 +160,8 @@ def count_tiles(height: int, width: int, tile: int | None, overlap: int, multipl
     return len(_axis_plan(height, tile, overlap, multiple)[1]) * len(_axis_plan(width, tile, overlap, multiple)[1])
 
 
-def _forward(net: nn.Module, image: torch.Tensor, amp: str | None) -> torch.Tensor:
-    """``net(image)`` on the network's device (autocast and channels-last on CUDA); float32 output on that device."""
-    device = net_device(net)
+def _forward(net: nn.Module, image: torch.Tensor, amp: str | None, device: torch.device) -> torch.Tensor:
+    """``net(image)`` on the network's ``device`` (autocast and channels-last on CUDA); float32 output there."""
     image = image.to(device, non_blocking=True)
     if device.type == "cuda":
         image = image.contiguous(memory_format=torch.channels_last)
@@ -151,9 +171,8 @@ def _forward(net: nn.Module, image: torch.Tensor, amp: str | None) -> torch.Tens
     return output.float()
 
 
-def _deblur_tiled(
-    net: nn.Module, padded: torch.Tensor, tile: int, overlap: int, amp: str | None, progress: Progress | None
-) -> torch.Tensor:
+def _deblur_tiled(net: nn.Module, padded: torch.Tensor, tile: int, overlap: int, amp: str | None,
+                  progress: Progress | None, device: torch.device) -> torch.Tensor:
     """Blend overlapping tiles of an already padded image into an output on the image's device."""
     multiple = getattr(net, "size_multiple", 1)
     height, width = padded.shape[-2:]
@@ -163,7 +182,7 @@ def _deblur_tiled(
     tiles = [(y, wy, x, wx) for y, wy in zip(starts_h, weights_h) for x, wx in zip(starts_w, weights_w)]
     for y, weight_y, x, weight_x in (progress(tiles) if progress else tiles):
         window = padded[..., y : y + side_h, x : x + side_w]
-        result = _forward(net, window, amp).to(padded.device)
+        result = _forward(net, window, amp, device).to(padded.device)
         weight = (weight_y[:, None] * weight_x[None, :]).to(result)
         output[..., y : y + side_h, x : x + side_w] += result * weight
     normaliser = (total_h[:, None] * total_w[None, :]).to(output)
@@ -203,6 +222,7 @@ def deblur_tensor(
     amp: str | None = None,
     *,
     progress: Progress | None = None,
+    plan: TilePlan | None = None,
 ) -> torch.Tensor:
     """``net`` applied to ``image (B, 3, H, W)`` in [0, 1], any size; returns the clamped float32 output.
 
@@ -211,19 +231,17 @@ def deblur_tensor(
     Otherwise tiles of ``tile`` pixels (``"auto"``: see :func:`resolve_tile`; rounded up
     to ``net.size_multiple``) overlapping by at least ``overlap`` pixels (``None``: the network's tile hint,
     :func:`resolve_overlap`) are blended, so peak memory is set by the tile. ``amp`` is ``None``, ``"bf16"`` or ``"fp16"`` (autocast, CUDA only;
-    ignored on the CPU). ``progress`` wraps the list of tiles (e.g. a progress bar).
+    ignored on the CPU). ``progress`` wraps the list of tiles (e.g. a progress bar). A ``plan``
+    (:func:`plan_tiles`, made by a caller that already resolved it) replaces ``tile`` and ``overlap``.
     """
     multiple = getattr(net, "size_multiple", 1)
     padded, (height, width) = pad_to_multiple(image, multiple)
-    device, hint = net_device(net), tile_hint(net)
-    side = None if tile is None else resolve_tile(tile, height, width, device, hint)
-    if side is not None:
-        side = math.ceil(side / multiple) * multiple
-    overlap = resolve_overlap(side, overlap, device.type, hint)
-    if side is None or max(padded.shape[-2:]) <= side:
-        output = _forward(net, padded, amp).to(image.device)
+    plan = plan or plan_tiles(net, tile, overlap, height, width)
+    device = net_device(net)
+    if plan.side is None or max(padded.shape[-2:]) <= plan.side:
+        output = _forward(net, padded, amp, device).to(image.device)
     else:
-        output = _deblur_tiled(net, padded, side, overlap, amp, progress)
+        output = _deblur_tiled(net, padded, plan.side, plan.overlap, amp, progress, device)
     return output[..., :height, :width].clamp_(0, 1)
 
 
@@ -249,7 +267,7 @@ def deblur_image(
         raise ValueError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
     if device is not None and torch.device(device) != net_device(net):
         net.to(device)
-    tile = resolve_tile(tile, image.shape[0], image.shape[1], net_device(net), tile_hint(net))
+    plan = plan_tiles(net, tile, overlap, image.shape[0], image.shape[1])  # numbers already resolved pass through
     tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))[None]
-    output = deblur_tensor(net, tensor, tile=tile, overlap=overlap, amp=amp, progress=progress)
+    output = deblur_tensor(net, tensor, amp=amp, progress=progress, plan=plan)
     return np.ascontiguousarray(output[0].cpu().numpy().transpose(1, 2, 0))
