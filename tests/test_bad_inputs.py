@@ -573,6 +573,17 @@ CASES += [
          "--quiet", "width"),
     case("train-unknown-loss-flow", f"train pixel {TRAIN_DATA} -o data.crop=16 -o loss.objective=jdrl -o loss.flow=nope "
          "--run-dir {T}/r --quiet", "nope"),
+    # choices read from a registry (config.named): an unknown name is one line listing the registry's names
+    case("train-unknown-objective", f"train pixel {TRAIN_DATA} -o data.crop=16 -o loss.objective=nope --run-dir {{T}}/r "
+         "--quiet", "nope", "pixel"),
+    case("train-unknown-mask", f"train pixel {TRAIN_DATA} -o data.crop=16 -o loss.mask=magic --run-dir {{T}}/r --quiet",
+         "magic", "reference"),
+    case("train-unknown-reblur-kernel", f"train pixel {TRAIN_DATA} -o data.crop=16 -o loss.reblur=bent --run-dir {{T}}/r "
+         "--quiet", "bent", "isotropic"),
+    case("train-unknown-reblur-impl", f"train pixel {TRAIN_DATA} -o data.crop=16 -o loss.reblur_impl=fast --run-dir {{T}}/r "
+         "--quiet", "fast", "ring"),
+    case("train-mask-option-not-taken", f"train pixel {TRAIN_DATA} -o data.crop=16 -o loss.mask=paper "
+         "-o 'loss.mask_options={{{{model: affine}}}}' --run-dir {{T}}/r --quiet", "mask_options"),
     case("train-unknown-logger", f"train pixel {TRAIN_DATA} -o data.crop=16 -o run.loggers=[nope] --run-dir {{T}}/r --quiet", "nope"),
     case("train-device-nope", f"train pixel {TRAIN_DATA} -o data.crop=16 -o run.device=nope --run-dir {{T}}/r --quiet", "nope"),
     case("train-device-cuda7", f"train pixel {TRAIN_DATA} -o data.crop=16 -o run.device=cuda:7 --run-dir {{T}}/r --quiet", "cuda:7"),
