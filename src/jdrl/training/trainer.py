@@ -101,6 +101,7 @@ class Trainer:
         self.state = RunState()
         self._stop = StopRequest()  # Ctrl-C / SIGTERM: finish the step, save, stop
         self._bar = NoBar()  # the run's progress bar, made by fit()
+        self._val_flow: nn.Module | None = None  # the flow validation measures with (validation.validation_flow)
         if resume_path is not None:
             self._load_state(resume_path)
         self.log = RunLog(self.run_dir, config, self.loss.part_names(), versions(git=True),
@@ -295,7 +296,9 @@ class Trainer:
         """Score the validation set with the evaluation protocol (main rank); keep the best checkpoint."""
         means: dict = {}
         if self.dist.main and self.val_set is not None:
-            flow = validation.validation_flow(self.config, self.loss, self.device)
+            if self._val_flow is None:  # built at the first validation, then kept (a PWC-Net/SpyNet file is read once)
+                self._val_flow = validation.validation_flow(self.config, self.loss, self.device)
+            flow = self._val_flow
             with averaged_weights(self.net, self.ema):  # with run.ema_decay, the averaged network is the one scored
                 means, grid = validation.score(self.config, self.val_set, self.net, flow, self.device)
             self.log.validation(self.step, self.epoch, means, grid)
